@@ -1,0 +1,1 @@
+"""Pawpularity MLOps library."""
