@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------
     backbone: str = "tf_efficientnet_lite0"
+    backbone_weights: str = Field(
+        default="package", pattern="^(package|hub|none)$", description="See pawpaw.backbone."
+    )
     train_mode: str = Field(default="head", pattern="^(head|finetune)$")
     embed_batch_size: int = Field(default=32, ge=1)
     embed_threads: int = Field(default=0, ge=0, description="0: all cores.")
@@ -69,6 +72,9 @@ class Settings(BaseSettings):
     # --- serving -----------------------------------------------------------------------
     bento_model: str = "pawpularity"
     bento_service_dir: Path = PROJECT_ROOT / "bentos"
+    bentoml_home: Path | None = Field(
+        default=None, description="BentoML store (models, bentos); unset: $BENTOML_HOME, ~/bentoml."
+    )
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,45 @@
+# Pawpularity MLOps — run `make help` for the targets.
+SHELL := /bin/bash
+UV ?= uv
+export NML_DISABLE_USAGE_LOGGING := 1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install uv if missing, then the locked environment (.venv)
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --compile-bytecode
+
+.PHONY: demo
+demo: setup ## Quick start: synthetic pool -> two monthly pipeline runs -> serve the champion
+	$(UV) run --frozen pawpaw demo
+
+.PHONY: services
+services: ## Start the services the tests need (PostgreSQL)
+	bash scripts/postgres.sh
+
+.PHONY: test
+test: setup services ## Run every test tier (unit, integration, dags, e2e)
+	$(UV) run --frozen pytest
+
+.PHONY: test-unit
+test-unit: setup ## Unit tests only (no services)
+	$(UV) run --frozen pytest -m unit
+
+.PHONY: lint
+lint: ## ruff format --check + ruff check
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+.PHONY: format
+format: ## Format and autofix with ruff
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+.PHONY: bench
+bench: setup ## Run the benchmarks (numbers go to the README)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(UV) run --frozen python $$b || exit 1; done

@@ -1,0 +1,231 @@
+"""Upload checks shared by the API and the page: bad uploads become clear 4xx errors.
+
+Three layers: :class:`BodySizeLimit` refuses an oversized request before its body is stored
+(413); :class:`MultipartGuard` answers 415/400 for API calls that are not well-formed multipart
+with files in the expected field (BentoML's own parser would answer 500, or try to download a
+text field as a URL); and :func:`check_image` validates each uploaded file (empty, too large,
+not an image, truncated, too many pixels) with a message a volunteer can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from PIL import Image
+from starlette.datastructures import Headers, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "MAX_PIXELS",
+    "MAX_REQUEST_BYTES",
+    "BodySizeLimit",
+    "InvalidImage",
+    "MultipartGuard",
+    "check_image",
+    "check_upload",
+    "send_error",
+]
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # a phone JPEG is 2-6 MB
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for a batch of photos in one predict call
+MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera, below decompression bombs
+
+
+class InvalidImage(ValueError):
+    """The upload is not a photo we can score; the message says why."""
+
+
+def check_image(data: bytes) -> tuple[int, int]:
+    """Validate encoded image bytes; return (width, height) or raise :class:`InvalidImage`."""
+    if not data:
+        raise InvalidImage("the upload is empty (0 bytes); choose a photo file")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidImage(
+            f"the photo is {len(data) / 2**20:.1f} MB; the limit is "
+            f"{MAX_IMAGE_BYTES / 2**20:.0f} MB per photo"
+        )
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (not raises) between MAX_IMAGE_PIXELS and 2x; we check pixels below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                size = img.size
+                if size[0] * size[1] > MAX_PIXELS:
+                    raise InvalidImage(
+                        f"the photo is {size[0]}x{size[1]} pixels; the limit is "
+                        f"{MAX_PIXELS // 1_000_000} megapixels"
+                    )
+                # Decode the whole file (a truncated one fails here, not in the model); JPEG at
+                # reduced scale in the DCT, which reads every byte at a fraction of the cost.
+                img.draft("RGB", (512, 512))
+                img.load()
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"the photo has too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's ways of saying "not an image"
+        if isinstance(exc, Image.UnidentifiedImageError):
+            raise InvalidImage(
+                "the file is not an image we can read; upload a JPEG, PNG or WebP photo"
+            ) from None
+        raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
+    return size
+
+
+def check_upload(path: Path) -> Path:
+    """Pydantic after-validator for an uploaded file: raises ValueError (HTTP 400) if bad."""
+    check_image(path.read_bytes())
+    return path
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for request bodies over ``max_bytes``, before they are stored.
+
+    A declared Content-Length is checked up front. A chunked body is counted as it streams;
+    past the limit the app sees a client disconnect, whatever it answers is dropped, and the
+    client gets the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+
+        seen = 0
+        over = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the app's answer to a truncated body is replaced by our 413
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        await send_error(
+            send,
+            413,
+            f"request too large: the limit is {self.max_bytes / 2**20:.0f} MB "
+            f"(and {MAX_IMAGE_BYTES / 2**20:.0f} MB per photo)",
+        )
+
+
+class MultipartGuard:
+    """ASGI middleware: POSTs to ``fields``' paths must be multipart with files in the field.
+
+    The body (already bounded by :class:`BodySizeLimit`) is parsed once here; a well-formed one
+    is replayed to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, fields: Mapping[str, str]) -> None:
+        self.app = app
+        self.fields = dict(fields)  # path -> name of the file field
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        field = self.fields.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if field is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not headers.get("content-type", "").startswith("multipart/form-data"):
+            await send_error(
+                send,
+                415,
+                f"send photos as multipart/form-data files in the field {field!r} "
+                f"(e.g. curl -F {field}=@photo.jpg)",
+            )
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # client gone, or the size limit cut the body: nothing to answer here
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        problem = await _multipart_problem(headers, bytes(body), field)
+        if problem is not None:
+            await send_error(send, 400, problem)
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _multipart_problem(headers: Headers, body: bytes, field: str) -> str | None:
+    from starlette.formparsers import MultiPartParser
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(headers, stream()).parse()
+    except Exception as exc:  # python-multipart and Starlette raise several kinds
+        return f"malformed multipart/form-data body: {exc}"
+    try:
+        values = form.getlist(field)
+        if not values:
+            return f"no file in the field {field!r}; fields sent: {sorted(set(form.keys()))}"
+        if not all(isinstance(v, UploadFile) for v in values):
+            return f"the field {field!r} must hold uploaded files, not text"
+        return None
+    finally:
+        await form.close()
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    """A JSON error response ``{"error": message}`` sent straight on the ASGI channel."""
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,190 @@
+"""
+# Pawpularity — monthly model check
+
+Every month a new sample of shelter photos arrives. This DAG keeps the serving model honest:
+
+1. **sample** — draw this month's sample from the raw pool and commit it to lakeFS
+   (the commit id is the dataset's identity; reruns reuse the same commit).
+2. **evaluate_champion** — score the serving model (`champion` alias in MLflow) on the
+   commit's test split (cached per model version and commit).
+3. **needs_training** — retrain when there is no champion, its RMSE misses the threshold
+   (`threshold_ratio` x the mean predictor's RMSE on that commit), or `force_retrain` is set.
+4. **train_challenger -> evaluate_challenger -> should_promote** — promote only when the
+   challenger is strictly better on the same test split; then **export** the new champion to
+   BentoML (model store + `bentoml build`).
+5. **has_reference -> drift** — NannyML drift of predictions and image statistics against the
+   previous evaluated month, written to the monitoring database (Grafana reads it).
+
+Every task is one call into `pawpaw.pipeline`; XCom carries only ids and small metric dicts.
+The trigger form's parameters are the control panel.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+
+from pawpaw_airflow import pipeline_settings
+
+JOIN = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+
+FLAG_NAMES = [
+    "Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory",
+    "Group", "Collage", "Human", "Occlusion", "Info", "Blur",
+]  # fmt: skip
+
+
+@dag(
+    dag_id="pawpularity_monthly",
+    schedule="@monthly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["pawpularity", "mlops", "lakefs", "mlflow", "bentoml", "nannyml"],
+    default_args={"owner": "pawpaw", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "pool": Param(
+            None,
+            type=["null", "string"],
+            description="Raw pool (Kaggle-format folder or zip). Empty: the default pool.",
+        ),
+        "sample_size": Param(2000, type="integer", minimum=10, description="Rows to draw."),
+        "seed": Param(
+            None,
+            type=["null", "integer"],
+            description="Sampling seed. Empty: derived from the month (YYYYMM).",
+        ),
+        "bias": Param(
+            {},
+            type="object",
+            description='Flag shares to force, e.g. {"Blur": 0.5}: simulates a shifted month.',
+            propertyNames={"enum": FLAG_NAMES},
+            additionalProperties={"type": "number", "minimum": 0, "maximum": 1},
+        ),
+        "threshold_ratio": Param(
+            0.95,
+            type="number",
+            minimum=0.1,
+            maximum=2.0,
+            description="Retrain when champion RMSE > ratio x the mean predictor's RMSE.",
+        ),
+        "force_retrain": Param(False, type="boolean", description="Train a challenger anyway."),
+        "train_mode": Param(
+            "head",
+            enum=["head", "finetune"],
+            description="head: frozen backbone + regression head (CPU, seconds). "
+            "finetune: the full network (GPU path).",
+        ),
+    },
+)
+def pawpularity_monthly():
+    @task
+    def sample() -> dict:
+        from pawpaw import pipeline
+
+        ctx = get_current_context()
+        params, run = ctx["params"], ctx["dag_run"]
+        when = run.logical_date or run.run_after
+        seed = params["seed"] if params["seed"] is not None else pipeline.month_seed(when)
+        return pipeline.sample_month(
+            pipeline_settings(),
+            pool=params["pool"],
+            n=params["sample_size"],
+            seed=seed,
+            bias=params["bias"],
+            month=f"{when:%Y-%m}",
+        )
+
+    @task
+    def evaluate_champion(sampled: dict) -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.evaluate_model(pipeline_settings(), sampled["commit_id"])
+
+    @task.branch
+    def needs_training(champion_eval: dict) -> str:
+        from pawpaw import pipeline
+
+        params = get_current_context()["params"]
+        retrain, reason = pipeline.decide_training(
+            champion_eval,
+            threshold_ratio=params["threshold_ratio"],
+            force=params["force_retrain"],
+        )
+        print(f"needs_training={retrain}: {reason}")
+        return "train_challenger" if retrain else "skip_training"
+
+    @task
+    def train_challenger(sampled: dict) -> dict:
+        from pawpaw import pipeline
+
+        mode = get_current_context()["params"]["train_mode"]
+        return pipeline.train_challenger(pipeline_settings(), sampled["commit_id"], mode=mode)
+
+    @task
+    def evaluate_challenger(sampled: dict, challenger: dict) -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.evaluate_model(
+            pipeline_settings(), sampled["commit_id"], version=challenger["version"]
+        )
+
+    @task.branch
+    def should_promote(champion_eval: dict, challenger_eval: dict) -> str:
+        from pawpaw import pipeline
+
+        promote_it, reason = pipeline.decide_promotion(champion_eval, challenger_eval)
+        print(f"should_promote={promote_it}: {reason}")
+        return "promote" if promote_it else "keep_champion"
+
+    @task
+    def promote(challenger: dict) -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.promote_challenger(pipeline_settings(), challenger["version"])
+
+    @task
+    def export() -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.export_champion(pipeline_settings())
+
+    @task.branch(trigger_rule=JOIN)
+    def has_reference(sampled: dict) -> str:
+        from pawpaw import pipeline
+
+        reference = pipeline.find_reference(pipeline_settings(), sampled["commit_id"])
+        print(f"drift reference: {reference or 'none (first evaluated month)'}")
+        return "drift" if reference else "no_reference"
+
+    @task
+    def drift(sampled: dict) -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.measure_drift(pipeline_settings(), sampled["commit_id"])
+
+    sampled = sample()
+    champion_eval = evaluate_champion(sampled)
+    decide = needs_training(champion_eval)
+    skip_training = EmptyOperator(task_id="skip_training")
+    challenger = train_challenger(sampled)
+    challenger_eval = evaluate_challenger(sampled, challenger)
+    decide_promotion = should_promote(champion_eval, challenger_eval)
+    keep_champion = EmptyOperator(task_id="keep_champion")
+    promoted = promote(challenger)
+    exported = export()
+    reference = has_reference(sampled)
+    no_reference = EmptyOperator(task_id="no_reference")
+    done = EmptyOperator(task_id="done", trigger_rule=JOIN)
+
+    decide >> [challenger, skip_training]
+    decide_promotion >> [promoted, keep_champion]
+    promoted >> exported
+    [skip_training, keep_champion, exported] >> reference
+    reference >> [drift(sampled), no_reference] >> done
+
+
+pawpularity_monthly()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# airflow-init (one-shot): migrate the metadata database, then write the simple auth manager's
+# password file so the admin logs in with the password from .env (not a generated one).
+# Idempotent: `airflow db migrate` is a no-op on a current schema; the file is rewritten.
+set -euo pipefail
+
+: "${_PAWPAW_ADMIN_USER:?_PAWPAW_ADMIN_USER is not set (AIRFLOW_ADMIN_USER in .env)}"
+: "${_PAWPAW_ADMIN_PASSWORD:?_PAWPAW_ADMIN_PASSWORD is not set (AIRFLOW_ADMIN_PASSWORD in .env)}"
+: "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:?the passwords file path is not set}"
+
+echo "airflow-init: $(airflow version) with ${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+airflow db migrate
+
+# Write to a temporary file and rename: the api-server never reads a half-written file.
+python - <<'PY'
+import json
+import os
+from pathlib import Path
+
+path = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+path.parent.mkdir(parents=True, exist_ok=True)
+tmp = path.with_suffix(".tmp")
+tmp.write_text(json.dumps({os.environ["_PAWPAW_ADMIN_USER"]: os.environ["_PAWPAW_ADMIN_PASSWORD"]}))
+tmp.chmod(0o600)
+tmp.replace(path)
+print(f"airflow-init: password of {os.environ['_PAWPAW_ADMIN_USER']!r} written to {path}")
+PY
+echo "airflow-init: done"

@@ -1,0 +1,188 @@
+"""The whole monthly pipeline through Airflow's dag.test(), against real services.
+
+Real PostgreSQL (drift rows), a real MLflow server (tracking + registry), the lakeFS-API
+emulator (or a real lakeFS), a BentoML store in a temp dir, tiny synthetic pools.
+Runs in order: month 1 (no champion), month 2 (champion good enough), month 3 (shifted,
+strict threshold), then month 2 again (a rerun must change nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.e2e
+
+SKIPPED, SUCCESS = "skipped", "success"
+
+
+def _month(m: int) -> datetime:
+    return datetime(2026, m, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(
+    tmp_path_factory, airflow_db, lakefs_server, mlflow_server, postgres_url, synthetic_pool
+):
+    """Connections and settings for the DAG's tasks, as an operator would set them."""
+    mp = pytest.MonkeyPatch()
+    tag = uuid.uuid4().hex[:8]
+    root = tmp_path_factory.mktemp("e2e")
+    endpoint = lakefs_server.endpoint.split("://", 1)[1]
+    host, port = endpoint.rsplit(":", 1)
+    mp.setenv(
+        "AIRFLOW_CONN_LAKEFS_DEFAULT",
+        json.dumps({
+            "conn_type": "lakefs", "host": host, "port": int(port),
+            "login": lakefs_server.access_key_id, "password": lakefs_server.secret_access_key,
+            "extra": {"repository": f"e2e-{tag}"},
+        }),
+    )  # fmt: skip
+    ml_host, ml_port = mlflow_server.split("://", 1)[1].rsplit(":", 1)
+    mp.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        json.dumps({"conn_type": "mlflow", "host": ml_host, "port": int(ml_port)}),
+    )
+    engine = sa.create_engine(postgres_url)
+    schema = f"e2e_{tag}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    monitoring = (
+        sa.engine.make_url(postgres_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    mp.setenv("PAWPAW_MONITORING_DB_URL", monitoring)
+    mp.setenv("PAWPAW_DATA_DIR", str(root / "data"))
+    mp.setenv("PAWPAW_LAKEFS_STORAGE_NAMESPACE", f"local://e2e-{tag}")
+    mp.setenv("PAWPAW_REGISTERED_MODEL", f"pawpularity-e2e-{tag}")
+    mp.setenv("PAWPAW_MLFLOW_EXPERIMENT", f"e2e-{tag}")
+    # BentoML fixes its store once per process: share the session's with the other tests.
+    bento_home = tmp_path_factory.getbasetemp() / "bentoml-home"
+    mp.setenv("BENTOML_HOME", str(bento_home))
+    mp.setenv("PAWPAW_BENTOML_HOME", str(bento_home))
+    from pawpaw.config import get_settings
+
+    get_settings.cache_clear()
+    yield {"engine": sa.create_engine(monitoring), "pool": synthetic_pool}
+    mp.undo()
+    get_settings.cache_clear()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def run_month(pipeline_env, dagbag):
+    dag = dagbag.dags["pawpularity_monthly"]
+
+    def run(month: int, **conf) -> dict[str, str]:
+        conf = {"pool": str(pipeline_env["pool"]), "sample_size": 160, **conf}
+        dr = dag.test(logical_date=_month(month), run_conf=conf)
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = dr.get_task_instances(session=session)
+            states = {ti.task_id: str(ti.state) for ti in tis}
+        assert str(dr.state) == SUCCESS, states
+        return states
+
+    return run
+
+
+def _side_effects(env) -> dict:
+    from mlflow import MlflowClient
+
+    from pawpaw import versioning
+    from pawpaw.config import get_settings
+    from pawpaw_airflow import pipeline_settings
+
+    get_settings.cache_clear()
+    settings = pipeline_settings()
+    client = MlflowClient(settings.tracking_uri)
+    versions = client.search_model_versions(f"name='{settings.registered_model}'")
+    aliases = {}
+    for mv in versions:
+        for alias in client.get_model_version(settings.registered_model, mv.version).aliases:
+            aliases[alias] = mv.version
+    with env["engine"].connect() as conn:
+        has_table = sa.inspect(conn).has_table("drift_metrics")
+        rows = (
+            conn.execute(sa.text("SELECT count(*) FROM drift_metrics")).scalar() if has_table else 0
+        )
+    import bentoml
+
+    ours = {"registered_model": settings.registered_model}
+    return {
+        "commits": [c.id for c in versioning.list_commits(settings)],
+        "versions": sorted(int(mv.version) for mv in versions),
+        "aliases": aliases,
+        "drift_rows": rows,
+        "bentos": sorted(
+            str(b.tag) for b in bentoml.bentos.list() if ours.items() <= b.info.labels.items()
+        ),
+        "bento_models": sorted(
+            str(m.tag) for m in bentoml.models.list() if ours.items() <= m.info.labels.items()
+        ),
+    }
+
+
+def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, shifted_pool) -> None:
+    # Month 1: no champion -> train, promote, export; no earlier month -> drift skipped.
+    s1 = run_month(10)
+    assert {
+        k: s1[k] for k in ("train_challenger", "promote", "export", "no_reference")
+    } == dict.fromkeys(("train_challenger", "promote", "export", "no_reference"), SUCCESS)
+    assert {k: s1[k] for k in ("skip_training", "keep_champion", "drift")} == dict.fromkeys(
+        ("skip_training", "keep_champion", "drift"), SKIPPED
+    )
+    fx1 = _side_effects(pipeline_env)
+    assert fx1["versions"] == [1]
+    assert fx1["aliases"]["champion"] == "1"
+    assert fx1["drift_rows"] == 0
+    assert len(fx1["bentos"]) == 1 and len(fx1["bento_models"]) == 1
+
+    # Month 2: a lenient threshold keeps the champion; drift against month 1 is computed.
+    s2 = run_month(11, threshold_ratio=2.0)
+    assert s2["skip_training"] == SUCCESS
+    assert {s2[k] for k in ("train_challenger", "evaluate_challenger", "promote", "export")} == {
+        SKIPPED
+    }
+    assert s2["drift"] == SUCCESS and s2["no_reference"] == SKIPPED
+    fx2 = _side_effects(pipeline_env)
+    assert len(fx2["commits"]) == len(fx1["commits"]) + 1  # one new sample commit
+    assert fx2["versions"] == [1]
+    assert fx2["drift_rows"] > 0
+
+    # Rerun month 2 at once: same commit, no new model version, drift rows replaced.
+    again = run_month(11, threshold_ratio=2.0)
+    assert again == s2
+    assert _side_effects(pipeline_env) == fx2
+
+    # Month 3: a shifted population and a strict threshold force a retrain; promotion follows
+    # the rule (strictly better RMSE on the same test split), whichever way it goes.
+    s3 = run_month(12, pool=str(shifted_pool), threshold_ratio=0.1)
+    assert s3["train_challenger"] == SUCCESS and s3["evaluate_challenger"] == SUCCESS
+    fx3 = _side_effects(pipeline_env)
+    assert fx3["versions"] == [1, 2]
+    from pawpaw import evaluation
+    from pawpaw.config import get_settings
+    from pawpaw_airflow import pipeline_settings
+
+    get_settings.cache_clear()
+    settings = pipeline_settings()
+    commit3 = fx3["commits"][0]
+    champion_rmse = evaluation.evaluate(settings, commit3, version="1").rmse
+    challenger_rmse = evaluation.evaluate(settings, commit3, version="2").rmse
+    if challenger_rmse < champion_rmse:
+        assert (s3["promote"], s3["export"], s3["keep_champion"]) == (SUCCESS, SUCCESS, SKIPPED)
+        assert fx3["aliases"]["champion"] == "2" and fx3["aliases"]["previous"] == "1"
+    else:
+        assert (s3["promote"], s3["keep_champion"]) == (SKIPPED, SUCCESS)
+        assert fx3["aliases"]["champion"] == "1"
+    assert s3["drift"] == SUCCESS
+    assert fx3["drift_rows"] > fx2["drift_rows"]

@@ -1,0 +1,681 @@
+"""The production stack's structure: docker-compose.yaml, docker/, and the compose part of .env.
+
+Docker cannot run on our machines, so this holds the files to everything that can be checked
+without it: services, health checks, dependency conditions and order, profiles, variables,
+mounts, secrets, the Airflow containers' shared settings, Grafana's provisioning and the
+dashboard's SQL against the drift tables' schema, scripts' syntax, and pinned versions.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yaml"
+ENV_FILE = ROOT / ".env"
+DOCKER = ROOT / "docker"
+DATASOURCES = DOCKER / "grafana" / "provisioning" / "datasources" / "monitoring.yaml"
+DASHBOARD_PROVIDER = DOCKER / "grafana" / "provisioning" / "dashboards" / "pawpaw.yaml"
+DASHBOARD = DOCKER / "grafana" / "dashboards" / "pawpaw-drift.json"
+AIRFLOW_DOCKERFILE = DOCKER / "airflow" / "Dockerfile"
+
+REQUIRED_SERVICES = {
+    "postgres",
+    "minio",
+    "minio-init",
+    "lakefs",
+    "mlflow",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "redis",
+    "airflow-worker",
+    "grafana",
+    "bento",
+    "bento-cpu",
+}
+# Run to completion and exit; everything else serves and must report its health.
+ONE_SHOT = {"minio-init", "airflow-init", "airflow-cli"}
+PROFILES = {"bento": "gpu", "bento-cpu": "cpu", "redis": "celery", "airflow-worker": "celery"}
+EXECUTION_API_URL = "http://airflow-apiserver:8080/execution/"
+DATASOURCE_UID = "pawpaw-monitoring"
+
+# What the drift step writes (the dashboard may query nothing else).
+DRIFT_TABLES: dict[str, set[str]] = {
+    "drift_metrics": {
+        "analysis_commit",
+        "reference_commit",
+        "model_version",
+        "period",
+        "chunk_index",
+        "chunk_start",
+        "chunk_end",
+        "timestamp",
+        "column_name",
+        "metric",
+        "value",
+        "lower_threshold",
+        "upper_threshold",
+        "alert",
+    },
+    "drift_runs": {
+        "analysis_commit",
+        "reference_commit",
+        "model_version",
+        "timestamp",
+        "n_reference",
+        "n_analysis",
+        "n_alerts",
+        "drifted_columns",
+        "rmse_reference",
+        "rmse_analysis",
+    },
+}
+# Values of drift_metrics.period / metric / column_name that SQL may compare against.
+DRIFT_VALUES = {
+    "reference",
+    "analysis",
+    "performance",
+    "prediction",
+    "jensen_shannon",
+    "kolmogorov_smirnov",
+    "rmse",
+    "mae",
+}
+# Plain SQL that the dashboard may use besides the drift tables' names.
+_SQL_WORDS = frozenset(
+    """select from where and or not in is null as order by desc asc limit offset with join left
+    inner using on group having distinct count max min avg sum between true false case when
+    then else end coalesce""".split()  # noqa: SIM905 (a word list reads better as text)
+)
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$|ACCESS_KEY_ID")
+
+
+def _is_secret(key: str) -> bool:
+    """A variable that holds a credential (a path to a file of them does not)."""
+    return bool(_SECRET_KEY.search(key)) and not key.endswith(("_FILE", "_PATH"))
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return _compose()["services"]
+
+
+@cache
+def _env() -> dict[str, str]:
+    """.env as compose reads it (KEY=VALUE lines; no quoting is used in ours)."""
+    env: dict[str, str] = {}
+    for n, line in enumerate(ENV_FILE.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f".env line {n}: not KEY=VALUE: {line!r}"
+        assert key not in env, f".env line {n}: {key} is defined twice"
+        env[key] = value
+    return env
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string value in a parsed YAML tree (keys excluded; comments never get here)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}; `$$` is a literal `$`."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m["name"], m["op"], m["arg"]
+        if op in (":-", "-"):
+            return env[name] if (env.get(name) if op == ":-" else name in env) else arg
+        if op in (":?", "?"):
+            assert env.get(name) if op == ":?" else name in env, f"{name}: {arg}"
+        return env.get(name, "")
+
+    parts = value.split("$$")
+    return "$".join(_VAR.sub(one, part) for part in parts)
+
+
+def _environment(service: str) -> dict[str, str]:
+    env = _services()[service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: write environment as a mapping"
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def _volumes(service: str) -> Iterator[tuple[str, str, str]]:
+    """(type, source, target) of each mount, short or long syntax."""
+    for vol in _services()[service].get("volumes", []):
+        if isinstance(vol, dict):
+            yield vol["type"], vol.get("source", ""), vol["target"]
+            continue
+        source, _, rest = vol.partition(":")
+        target = rest.split(":")[0]
+        kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+        yield kind, source, target
+
+
+def _depends_on(service: str) -> dict[str, dict[str, Any]]:
+    deps = _services()[service].get("depends_on", {})
+    assert isinstance(deps, dict), f"{service}: depends_on must map services to conditions"
+    return deps
+
+
+# --- services, health, dependencies ------------------------------------------------------
+
+
+def test_required_services_exist():
+    missing = REQUIRED_SERVICES - set(_services())
+    assert not missing, f"docker-compose.yaml lacks services: {sorted(missing)}"
+
+
+def test_long_running_services_have_healthchecks_and_one_shots_do_not_restart():
+    for name, svc in _services().items():
+        if name in ONE_SHOT:
+            assert svc.get("restart") == "no", f"{name}: a one-shot must not be restarted"
+            continue
+        test = svc.get("healthcheck", {}).get("test")
+        assert test and test != ["NONE"], f"{name}: long-running service without a healthcheck"
+        assert not svc["healthcheck"].get("disable"), f"{name}: healthcheck disabled"
+        assert svc.get("restart") in {"always", "unless-stopped"}, f"{name}: no restart policy"
+
+
+def test_depends_on_uses_conditions_on_existing_services():
+    services = _services()
+    for name in services:
+        for dep, spec in _depends_on(name).items():
+            assert dep in services, f"{name} depends on unknown service {dep!r}"
+            condition = (spec or {}).get("condition")
+            assert condition in {"service_healthy", "service_completed_successfully"}, (
+                f"{name} -> {dep}: condition {condition!r} (want healthy / completed)"
+            )
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep}'s missing health"
+            else:
+                assert dep in ONE_SHOT, f"{name} waits for long-running {dep} to exit"
+
+
+def test_dependency_graph_has_no_cycle_and_starts_from_storage():
+    graph = {name: set(_depends_on(name)) for name in _services()}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    before = {name: i for i, name in enumerate(order)}
+    for first, then in [
+        ("postgres", "lakefs"),
+        ("minio-init", "lakefs"),
+        ("minio-init", "mlflow"),
+        ("airflow-init", "airflow-scheduler"),
+        ("lakefs", "airflow-scheduler"),
+        ("mlflow", "airflow-scheduler"),
+        ("airflow-apiserver", "airflow-worker"),
+        ("airflow-apiserver", "airflow-scheduler"),
+    ]:
+        assert before[first] < before[then], f"{then} may start before {first}"
+
+
+def test_airflow_components_wait_for_the_migration():
+    for name in _services():
+        if name.startswith("airflow-") and name not in {"airflow-init", "airflow-cli"}:
+            deps = _depends_on(name)
+            assert deps.get("airflow-init", {}).get("condition") == (
+                "service_completed_successfully"
+            ), f"{name} must wait for airflow-init"
+            assert deps.get("postgres", {}).get("condition") == "service_healthy", name
+
+
+def test_profiles_keep_a_plain_up_working():
+    services = _services()
+    for name, profile in PROFILES.items():
+        assert services[name].get("profiles") == [profile], f"{name} belongs to {profile!r}"
+    default = {n for n, s in services.items() if not s.get("profiles")}
+    assert REQUIRED_SERVICES - set(PROFILES) <= default
+    for name in default:
+        for dep in _depends_on(name):
+            assert dep in default, f"plain `docker compose up` of {name} needs profiled {dep}"
+
+
+def test_worker_scales_and_celery_is_wired():
+    worker = _services()["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker, "blocks --scale"
+    assert worker["command"] == "celery worker"
+    env = _environment("airflow-worker")
+    assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
+    assert "@postgres:5432/airflow" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    # The documented switch: AIRFLOW__CORE__EXECUTOR=CeleryExecutor docker compose --profile ...
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+
+
+# --- variables and secrets ----------------------------------------------------------------
+
+
+def test_every_variable_without_default_is_defined_in_env():
+    env = _env()
+    for text in _strings(_compose()):
+        for part in text.split("$$"):
+            for m in _VAR.finditer(part):
+                name, op, default = m["name"], m["op"], m["arg"]
+                if op in (":-", "-"):
+                    # A default that disagrees with .env would change behaviour unnoticed.
+                    if name in env:
+                        assert env[name] == default, f"${{{name}}}: default {default!r} != .env"
+                    continue
+                assert name in env, f"${{{name}}} is used in docker-compose.yaml, not in .env"
+                if op == ":?":
+                    assert env[name], f"{name} is required but empty in .env"
+
+
+def test_no_bare_dollar_variables():
+    """`$NAME` would be expanded by compose from the host; container shells need `$$NAME`."""
+    for text in _strings(_compose()):
+        for part in text.split("$$"):
+            bare = re.findall(r"\$(?!\{)[A-Za-z_]\w*", part)
+            assert not bare, f"unescaped {bare} in {text!r}"
+
+
+def test_no_literal_secrets():
+    text = COMPOSE.read_text()
+    env = _env()
+    for name, svc in _services().items():
+        for key, value in _environment(name).items():
+            if _is_secret(key) and value:
+                assert "${" in value, f"{name}.{key} holds a literal secret"
+        for s in _strings(svc):
+            # Every interpolation becomes a marker: what remains in a URL's password is literal.
+            s = _VAR.sub("\x00", s.replace("$$", ""))
+            for password in re.findall(r"\b[a-z][a-z0-9+.]*://[^/@:\s]*:([^@\s/]*)@", s):
+                assert password in {"", "\x00"}, f"{name}: literal password in a URL in {s!r}"
+    secrets = {v for k, v in env.items() if _is_secret(k) and len(v) >= 6}
+    assert secrets, ".env defines no credentials for the stack?"
+    for path in [COMPOSE, *sorted(p for p in DOCKER.rglob("*") if p.is_file())]:
+        content = path.read_text()
+        for secret in secrets:
+            assert secret not in content, f"{path.relative_to(ROOT)} contains a value from .env"
+    assert "change-me" not in text
+
+
+def test_env_holds_only_dev_placeholders():
+    """Every credential in .env is a visible placeholder or a well-known example key."""
+    for key, value in _env().items():
+        if _is_secret(key):
+            assert (
+                value.startswith("change-me-dev-")
+                or any(mark in value for mark in ("EXAMPLE", "QUICKSTART"))
+                or (key == "AIRFLOW_FERNET_KEY" and value == "")
+            ), f".env: {key} looks like a real secret"
+    assert all("$" not in v for v in _env().values()), ".env values must not contain `$`"
+
+
+# --- mounts, builds, versions -------------------------------------------------------------
+
+
+def test_bind_mounts_exist_in_the_repo_and_named_volumes_are_declared():
+    declared = set(_compose().get("volumes") or {})
+    for name in _services():
+        for kind, source, target in _volumes(name):
+            assert target.startswith("/"), f"{name}: target {target!r} is not absolute"
+            if kind == "bind":
+                path = (ROOT / source).resolve()
+                assert path.is_relative_to(ROOT), f"{name}: {source} leaves the repository"
+                assert path.exists(), f"{name}: bind-mounted {source} does not exist"
+            else:
+                assert source in declared, f"{name}: volume {source!r} is not declared"
+
+
+def test_build_contexts_and_dockerfiles_exist():
+    built = 0
+    for name, svc in _services().items():
+        if build := svc.get("build"):
+            context = ROOT / build["context"]
+            assert context.is_dir(), f"{name}: build context {context} is missing"
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
+            built += 1
+    assert built >= 2  # airflow (+ every service sharing its anchor) and mlflow
+
+
+def test_airflow_image_copies_only_what_its_dockerignore_allows():
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", AIRFLOW_DOCKERFILE.read_text(), re.M)
+    ignore = (AIRFLOW_DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore, "the dockerignore must be an allowlist (start from `*`)"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    sources = []
+    for line in copies:
+        words = [w for w in line.split() if not w.startswith("--")]
+        sources += words[:-1]
+    assert sources
+    for src in sources:
+        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+        assert src.rstrip("/") in allowed, f"{src} is copied but excluded by the dockerignore"
+    assert not {".env", ".venv", "data"} & allowed
+
+
+def test_pinned_versions_match_the_project():
+    env = _env()
+    dockerfile = AIRFLOW_DOCKERFILE.read_text()
+    assert re.search(
+        r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python\$\{PYTHON_VERSION\}$", dockerfile, re.M
+    )
+    assert re.search(r"^ARG PYTHON_VERSION=3\.11$", dockerfile, re.M)  # pyproject: ==3.11.*
+    airflow_arg = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.M)[1]
+    assert airflow_arg == env["AIRFLOW_VERSION"] == version("apache-airflow")
+    mlflow_arg = re.search(
+        r"^ARG MLFLOW_VERSION=(\S+)$", (DOCKER / "mlflow/Dockerfile").read_text(), re.M
+    )
+    assert mlflow_arg[1] == env["MLFLOW_VERSION"] == version("mlflow"), "server != client"
+    for key, image in env.items():
+        if key.endswith("_IMAGE") and key != "BENTO_IMAGE":
+            tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
+            assert tag and tag != "latest", f"{key}={image} is not pinned"
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose` (v2 plugin) or `docker-compose`, whichever runs here; no engine needed."""
+    for cmd in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(cmd[0]):
+            probe = subprocess.run([*cmd, "version"], capture_output=True, text=True)
+            if probe.returncode == 0:
+                return cmd
+    return None
+
+
+def test_docker_compose_accepts_the_file_with_every_profile():
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no docker compose CLI on this machine (the checks above still ran)")
+    profiles = [arg for p in sorted(set(PROFILES.values()) | {"debug"}) for arg in ("--profile", p)]
+    run = subprocess.run(
+        [*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE), *profiles, "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_shell_scripts_parse():
+    scripts = [p for p in DOCKER.rglob("*.sh")]
+    assert len(scripts) >= 4
+    for script in scripts:
+        first = script.read_text().splitlines()[0]
+        shell = "bash" if "bash" in first else "sh"
+        assert first.startswith("#!"), f"{script} has no shebang"
+        if shutil.which(shell):
+            run = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+            assert run.returncode == 0, f"{script}: {run.stderr}"
+
+
+# --- what each component is told ----------------------------------------------------------
+
+
+def test_airflow_services_share_jwt_secret_and_execution_api():
+    airflow = [n for n in _services() if n.startswith("airflow-")]
+    assert len(airflow) >= 6
+    keys = [
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API_AUTH__JWT_ISSUER",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__API__SECRET_KEY",
+    ]
+    for key in keys:
+        values = {n: _environment(n).get(key) for n in airflow}
+        assert len(set(values.values())) == 1 and None not in values.values(), (key, values)
+    env = _environment("airflow-scheduler")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == EXECUTION_API_URL
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${")
+    ports = _services()["airflow-apiserver"]["ports"]
+    assert any(p.endswith(":8080") for p in ports) and _services()["airflow-apiserver"][
+        "command"
+    ] == ("api-server")
+    health = " ".join(_services()["airflow-apiserver"]["healthcheck"]["test"])
+    assert "/api/v2/monitor/health" in health
+    db = _interpolate(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], _env())
+    assert urlsplit(db).hostname == "postgres" and urlsplit(db).path == "/airflow"
+
+
+def test_airflow_connections_are_json_the_hooks_understand():
+    env = _environment("airflow-scheduler")
+    rendered = {k: _interpolate(v, _env()) for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
+    conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in rendered.items()}
+    assert {"lakefs_default", "mlflow_default", "monitoring_db"} <= set(conns)
+    services = _services()
+    for conn_id, target_port in [("lakefs_default", 8000), ("mlflow_default", 5000)]:
+        conn = conns[conn_id]
+        assert conn["host"] in services and conn["port"] == target_port, conn_id
+    assert conns["lakefs_default"]["login"] == _env()["LAKEFS_ACCESS_KEY_ID"]
+    assert conns["lakefs_default"]["password"] == _env()["LAKEFS_SECRET_ACCESS_KEY"]
+    assert conns["monitoring_db"]["schema"] == "monitoring"
+    assert conns["monitoring_db"]["conn_type"] == "postgres"
+
+
+def test_pawpaw_settings_in_compose_are_real_settings():
+    from pawpaw.config import Settings
+
+    env = {
+        k: _interpolate(v, _env())
+        for k, v in _environment("airflow-scheduler").items()
+        if k.startswith("PAWPAW_")
+    }
+    fields = set(Settings.model_fields)
+    for key in env:
+        assert key.removeprefix("PAWPAW_").lower() in fields, f"{key} is no pawpaw setting"
+    settings = Settings(**{k.removeprefix("PAWPAW_").lower(): v for k, v in env.items()})
+    assert settings.lakefs_storage_namespace == "s3://lakefs/pawpularity"
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert settings.drift_db_url.endswith("@postgres:5432/monitoring")
+
+
+def test_lakefs_is_configured_for_postgres_and_minio():
+    env = _environment("lakefs")
+    assert env["LAKEFS_DATABASE_TYPE"] == "postgres"
+    assert "@postgres:5432/lakefs" in env["LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"]
+    expected = {
+        "LAKEFS_BLOCKSTORE_TYPE": "s3",
+        "LAKEFS_BLOCKSTORE_S3_ENDPOINT": "http://minio:9000",
+        "LAKEFS_BLOCKSTORE_S3_FORCE_PATH_STYLE": "true",
+        "LAKEFS_BLOCKSTORE_S3_DISCOVER_BUCKET_REGION": "false",
+        "LAKEFS_BLOCKSTORE_S3_DISABLE_PRE_SIGNED": "true",
+        "LAKEFS_BLOCKSTORE_S3_DISABLE_PRE_SIGNED_UI": "true",
+    }
+    assert {k: env.get(k) for k in expected} == expected
+    for key in [
+        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+        "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID",
+        "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY",
+    ]:
+        assert env[key].startswith("${"), key
+    entrypoint = (DOCKER / "lakefs" / "lakefs-entrypoint.sh").read_text()
+    assert "lakefs setup --user-name" in entrypoint and "exec lakefs run" in entrypoint
+    assert " ".join(_services()["lakefs"]["healthcheck"]["test"]).endswith("/api/v1/healthcheck")
+
+
+def test_buckets_and_databases_exist_before_use():
+    buckets = set(_environment("minio-init")["MINIO_BUCKETS"].split())
+    namespace = _interpolate(
+        _environment("airflow-scheduler")["PAWPAW_LAKEFS_STORAGE_NAMESPACE"], _env()
+    )
+    artifacts = next(a for a in _services()["mlflow"]["command"] if "artifacts-destination" in a)
+    assert urlsplit(namespace).netloc in buckets
+    assert urlsplit(artifacts.split("=", 1)[1]).netloc in buckets
+
+    init = (DOCKER / "postgres" / "init-databases.sh").read_text()
+    created = set(re.findall(r"^_pawpaw_database (\w+) ", init, re.M))
+    used = set()
+    for text in _strings(_compose()):
+        text = _interpolate(text, _env())
+        for url in re.findall(r"\b(?:postgres|postgresql)(?:\+\w+)?://[^\s'\"?]+", text):
+            used.add(urlsplit(url).path.strip("/"))
+    used.add(_environment("grafana")["MONITORING_DB_NAME"])
+    assert used == created == {"airflow", "mlflow", "lakefs", "monitoring"}
+
+
+def test_gpu_service_reserves_an_nvidia_device():
+    devices = _services()["bento"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(
+        d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d.get("count") in (1, "all")
+        for d in devices
+    )
+    assert "deploy" not in _services()["bento-cpu"]
+    for name in ("bento", "bento-cpu"):
+        svc = _services()[name]
+        assert svc["image"] == "${BENTO_IMAGE:-pawpularity-service:latest}"
+        assert any(p.endswith(":3000") for p in svc["ports"])
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+
+
+# --- Grafana ------------------------------------------------------------------------------
+
+
+def _grafana_mount(target: str) -> Path:
+    for kind, source, tgt in _volumes("grafana"):
+        if tgt == target and kind == "bind":
+            return (ROOT / source).resolve()
+    raise AssertionError(f"grafana mounts nothing at {target}")
+
+
+def test_grafana_datasource_provisioning():
+    assert _grafana_mount("/etc/grafana/provisioning") == DATASOURCES.parents[1]
+    config = yaml.safe_load(DATASOURCES.read_text())
+    (ds,) = config["datasources"]
+    assert ds["uid"] == DATASOURCE_UID
+    assert ds["type"] in {"grafana-postgresql-datasource", "postgres"}
+    assert ds["url"].split(":")[0] in _services()
+    assert ds["secureJsonData"]["password"].startswith("${")
+    grafana_env = _environment("grafana")
+    for name in _VAR.findall(DATASOURCES.read_text()):
+        assert name[0] in grafana_env, f"{name[0]} is not in grafana's environment"
+
+
+def test_grafana_dashboard_provider_points_at_the_mounted_dashboards():
+    (provider,) = yaml.safe_load(DASHBOARD_PROVIDER.read_text())["providers"]
+    path = provider["options"]["path"]
+    assert _grafana_mount(path) == DASHBOARD.parent
+    home = _environment("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{path}/{DASHBOARD.name}"
+
+
+@cache
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def _dashboard_sql() -> list[tuple[str, str]]:
+    sql = [
+        (panel["title"], target["rawSql"])
+        for panel in _dashboard()["panels"]
+        for target in panel.get("targets", [])
+    ]
+    sql += [(f"${v['name']}", v["query"]) for v in _dashboard()["templating"]["list"]]
+    return sql
+
+
+def test_dashboard_is_well_formed():
+    dash = _dashboard()
+    assert dash["uid"] == "pawpaw-drift"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)) >= 5
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == DATASOURCE_UID
+            assert target["rawQuery"] and target["rawSql"].strip()
+            assert target["format"] in {"table", "time_series"}
+            if target["format"] == "time_series":
+                assert re.search(r'\bAS "time"', target["rawSql"]), panel["title"]
+    for var in dash["templating"]["list"]:
+        assert var["datasource"]["uid"] == DATASOURCE_UID
+
+
+def test_dashboard_shows_what_the_brief_asks_for():
+    by_type: dict[str, list[str]] = {}
+    for panel in _dashboard()["panels"]:
+        by_type.setdefault(panel["type"], []).append(
+            " ".join(t["rawSql"] for t in panel["targets"])
+        )
+    series = " ".join(by_type["timeseries"])
+    assert "column_name" in series and "upper_threshold" in series  # drift + thresholds
+    assert any("n_alerts" in sql for sql in by_type["barchart"])  # alerts per run
+    assert any("rmse_reference" in s and "rmse_analysis" in s for s in by_type["barchart"])
+    assert any("alert" in s and "column_name" in s for s in by_type["table"])  # drifted columns
+
+
+def _sql_problems(sql: str) -> list[str]:
+    """Names in `sql` that are not drift tables, their columns, aliases or plain SQL."""
+    problems: list[str] = []
+    s = re.sub(r"\$__\w+\(([^)]*)\)", r" \1 ", sql)  # Grafana macros: keep the argument
+    s = re.sub(r"\$\{?\w+\}?", " NULL ", s)  # template variables
+    for literal in re.findall(r"'([^']*)'", s):
+        if re.fullmatch(r"[a-z_]+", literal) and literal not in DRIFT_VALUES:
+            problems.append(f"unknown value {literal!r}")
+    s = re.sub(r"'[^']*'", " ", s)
+    ctes = {c.lower() for c in re.findall(r"(?:\bwith|,)\s*(\w+)\s+as\s*\(", s, re.I)}
+    tables = {t.lower() for t in re.findall(r"\b(?:from|join)\s+(\w+)", s, re.I)}
+    problems += [f"unknown table {t!r}" for t in tables - ctes - set(DRIFT_TABLES)]
+    used = tables & set(DRIFT_TABLES)
+    if not used:
+        problems.append("no drift table queried")
+    columns = set().union(*(DRIFT_TABLES[t] for t in used)) if used else set()
+    aliases = {a.lower() for a in re.findall(r'\bas\s+"([^"]+)"', s, re.I)}
+    aliases |= {a.lower() for a in re.findall(r"\bas\s+(\w+)\b(?!\s*\()", s, re.I)}
+    s = re.sub(r'\bas\s+("[^"]+"|\w+)', " ", s, flags=re.I)  # alias definitions
+    for quoted in re.findall(r'"([^"]+)"', s):
+        if quoted.lower() not in columns | aliases:
+            problems.append(f"unknown quoted name {quoted!r}")
+    s = re.sub(r'"[^"]+"', " ", s)
+    for qualifier, name in re.findall(r"\b(\w+)\.(\w+)\b", s):
+        if qualifier.lower() not in aliases | set(DRIFT_TABLES):
+            problems.append(f"unknown qualifier {qualifier!r}")
+        if name.lower() not in columns:
+            problems.append(f"unknown column {qualifier}.{name}")
+    s = re.sub(r"\b\w+\.(\w+)\b", " ", s)
+    known = _SQL_WORDS | columns | set(DRIFT_TABLES) | ctes | aliases
+    for word in re.findall(r"\b[A-Za-z_]\w*\b", s):
+        if word.lower() not in known:
+            problems.append(f"unknown name {word!r}")
+    return problems
+
+
+def test_sql_checker_catches_mistakes():
+    assert not _sql_problems("SELECT value FROM drift_metrics WHERE metric = 'rmse'")
+    assert _sql_problems("SELECT valu FROM drift_metrics")
+    assert _sql_problems("SELECT n_alerts FROM drift_metrics")  # a drift_runs column
+    assert _sql_problems("SELECT value FROM model")  # NannyML's own tables are not ours
+    assert _sql_problems("SELECT value FROM drift_metrics WHERE metric = 'psi'")
+    assert _sql_problems("SELECT m.valu FROM drift_metrics AS m")
+
+
+@pytest.mark.parametrize(("title", "sql"), _dashboard_sql(), ids=[t for t, _ in _dashboard_sql()])
+def test_dashboard_sql_references_only_the_drift_tables(title: str, sql: str):
+    assert not _sql_problems(sql), f"{title}: {_sql_problems(sql)}"

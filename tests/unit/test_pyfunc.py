@@ -1,0 +1,182 @@
+"""The servable MLflow model, on a tiny ONNX "backbone" (mean colour per channel): saved with
+its signature and serving-only requirements, loaded without training code, every input form."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pawpaw.heads import FittedHead
+from pawpaw.preprocess import PreprocessConfig, preprocess
+from pawpaw.pyfunc_model import PawpularityModel, PredictionError, save_model
+
+pytestmark = pytest.mark.unit
+
+CFG = PreprocessConfig(
+    input_size=(3, 16, 16),
+    interpolation="bilinear",
+    mean=(0.5, 0.5, 0.5),
+    std=(0.25, 0.25, 0.25),
+    crop_pct=1.0,
+)
+HEAD = FittedHead.linear(np.array([10.0, 20.0, -5.0]), 40.0)
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """images [N, 3, H, W] -> features [N, 3]: the mean of each channel."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["features"], axes=[2, 3], keepdims=0)],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _jpeg(rgb: tuple[int, int, int], size: tuple[int, int] = (24, 20)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _expected(images: list) -> np.ndarray:
+    features = preprocess(images, CFG).mean(axis=(2, 3))
+    return HEAD.predict(features)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pyfunc")
+    onnx_path = _tiny_onnx(root / "tiny.onnx")
+    return save_model(
+        root / "model",
+        onnx_path=onnx_path,
+        preprocess_config=CFG,
+        head=HEAD,
+        metadata={"commit_id": "c0ffee"},
+    )
+
+
+IMAGES = [_jpeg((200, 30, 30)), _jpeg((20, 220, 90)), _jpeg((128, 128, 128), (40, 10))]
+
+
+def test_saved_model_has_signature_example_and_serving_only_requirements(model_dir: Path) -> None:
+    import mlflow
+    import yaml
+
+    meta = mlflow.models.get_model_info(str(model_dir))
+    assert meta.signature.inputs.to_dict() == [
+        {"type": "binary", "name": "image", "required": True}
+    ]
+    assert meta.signature.outputs.to_dict() == [{"type": "double", "required": True}]
+    assert (model_dir / "serving_input_example.json").is_file()
+    reqs = (model_dir / "requirements.txt").read_text().split()
+    assert sorted(r.split("==")[0] for r in reqs) == [
+        "mlflow",
+        "numpy",
+        "onnxruntime",
+        "pandas",
+        "pillow",
+    ]
+    # Models from code: no pickled Python object, and no copy of the training project's lock.
+    assert not list(model_dir.rglob("*.pkl"))
+    assert not (model_dir / "uv.lock").exists()
+    shipped = sorted(p.name for p in (model_dir / "code" / "pawpaw").glob("*.py"))
+    assert shipped == ["__init__.py", "heads.py", "preprocess.py"]
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    assert mlmodel["metadata"]["commit_id"] == "c0ffee"
+    assert mlmodel["metadata"]["target_transform"] == "identity"
+
+
+def test_predictions_match_preprocess_plus_head(model_dir: Path) -> None:
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(str(model_dir))
+    got = model.predict(pd.DataFrame({"image": IMAGES}))
+    assert isinstance(got, np.ndarray) and got.shape == (3,) and got.dtype == np.float64
+    np.testing.assert_allclose(got, _expected(IMAGES), rtol=1e-5)
+    # Different colours must give different scores (the model looks at the pixels).
+    assert len(set(np.round(got, 3))) == 3
+
+
+def test_every_input_form_gives_the_same_scores(model_dir: Path) -> None:
+    import mlflow
+
+    py = mlflow.pyfunc.load_model(str(model_dir)).unwrap_python_model()
+    expected = _expected(IMAGES)
+    arrays = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in IMAGES]
+    b64 = [base64.b64encode(b).decode() for b in IMAGES]
+    np.testing.assert_allclose(py.predict(None, IMAGES), expected, rtol=1e-5)
+    np.testing.assert_allclose(py.predict(None, arrays), expected, rtol=1e-5)
+    np.testing.assert_allclose(py.predict(None, pd.DataFrame({"image": b64})), expected, rtol=1e-5)
+    np.testing.assert_allclose(py.predict(None, IMAGES[1]), expected[1:2], rtol=1e-5)
+    assert py.predict(None, []).shape == (0,)
+
+
+def test_bad_input_names_the_problem(model_dir: Path) -> None:
+    import mlflow
+
+    py = mlflow.pyfunc.load_model(str(model_dir)).unwrap_python_model()
+    # The loaded model's code is MLflow's own copy of the module, so its PredictionError is a
+    # different class object: callers catch ValueError, its base.
+    with pytest.raises(ValueError, match=r"column 'image'.*\['photo'\]"):
+        py.predict(None, pd.DataFrame({"photo": IMAGES}))
+    with pytest.raises(ValueError, match="image #2 cannot be decoded"):
+        py.predict(None, [*IMAGES[:2], b"\xff\xd8 not a jpeg"])
+    with pytest.raises(ValueError, match="image #1 is missing"):
+        py.predict(None, [IMAGES[0], None])
+    with pytest.raises(RuntimeError, match="not loaded"):
+        PawpularityModel().predict_images(IMAGES)
+    local = PawpularityModel()
+    local.load_artifacts(
+        {
+            "backbone": str(model_dir / "artifacts" / "tiny.onnx"),
+            "preprocess": str(model_dir / "artifacts" / "preprocess.json"),
+            "head": str(model_dir / "artifacts" / "head.npz"),
+        }
+    )
+    with pytest.raises(PredictionError, match="image #0 cannot be decoded"):
+        local.predict(None, [b"junk"])
+
+
+def test_fresh_process_loads_without_training_code(model_dir: Path, tmp_path: Path) -> None:
+    """A new interpreter (cwd outside the repo) loads and predicts with only serving packages."""
+    payload = tmp_path / "images.json"
+    payload.write_text(json.dumps([base64.b64encode(b).decode() for b in IMAGES]))
+    script = f"""
+import base64, json, sys
+import mlflow, pandas as pd
+images = [base64.b64decode(s) for s in json.load(open({str(payload)!r}))]
+model = mlflow.pyfunc.load_model({str(model_dir)!r})
+pred = model.predict(pd.DataFrame({{"image": images}}))
+heavy = [m for m in ("pawpaw.train", "pawpaw.embed", "torch", "sklearn", "timm")
+         if m in sys.modules]
+print(json.dumps({{"pred": [float(p) for p in pred], "heavy": heavy}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    np.testing.assert_allclose(result["pred"], _expected(IMAGES), rtol=1e-5)

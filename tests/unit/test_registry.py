@@ -1,0 +1,71 @@
+"""Registry decisions (retrain? promote?) and the evaluation result they read: pure logic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pawpaw.evaluation import EvalResult, _metrics
+from pawpaw.registry import Decision, needs_training, should_promote
+
+pytestmark = pytest.mark.unit
+
+
+def _eval(version: str, rmse: float, *, commit: str = "c1", mean_rmse: float = 20.0) -> EvalResult:
+    return EvalResult(
+        registered_model="m",
+        version=version,
+        commit_id=commit,
+        rmse=rmse,
+        mae=rmse * 0.8,
+        r2=0.1,
+        mean_rmse=mean_rmse,
+        n_test=100,
+        run_id=f"run-{version}",
+    )
+
+
+def test_needs_training_uses_the_ratio_to_the_mean_predictor() -> None:
+    assert needs_training(None, threshold_ratio=0.95) == Decision(True, "there is no champion yet")
+    assert needs_training(_eval("1", 10.0), threshold_ratio=0.95, force=True).value
+    good = needs_training(_eval("1", 18.9, mean_rmse=20.0), threshold_ratio=0.95)
+    assert not good and "within" in good.reason
+    bad = needs_training(_eval("1", 19.1, mean_rmse=20.0), threshold_ratio=0.95)
+    assert bad and "exceeds" in bad.reason
+    # The same RMSE passes against a harder commit: the rule is relative, not a constant.
+    assert not needs_training(_eval("1", 19.1, mean_rmse=22.0), threshold_ratio=0.95)
+    with pytest.raises(ValueError, match="threshold_ratio"):
+        needs_training(_eval("1", 1.0), threshold_ratio=0)
+
+
+def test_should_promote_needs_strictly_lower_rmse_on_the_same_commit() -> None:
+    assert should_promote(None, _eval("1", 19.0)).value
+    assert should_promote(_eval("1", 18.0), _eval("2", 17.9)).value
+    tie = should_promote(_eval("1", 18.0), _eval("2", 18.0))
+    assert not tie and "not below" in tie.reason
+    assert not should_promote(_eval("1", 18.0), _eval("2", 18.5))
+    assert not should_promote(_eval("1", 18.0), _eval("1", 18.0))
+    with pytest.raises(ValueError, match="evaluate both on one commit"):
+        should_promote(_eval("1", 18.0, commit="a"), _eval("2", 10.0, commit="b"))
+
+
+def test_eval_result_round_trips_through_json() -> None:
+    result = _eval("3", 17.25)
+    again = EvalResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    assert result.ratio == pytest.approx(17.25 / 20.0)
+    with pytest.raises(ValueError, match="unknown EvalResult field"):
+        EvalResult.from_dict({**result.to_dict(), "bogus": 1})
+
+
+def test_metrics() -> None:
+    y = np.array([10.0, 20.0, 30.0, 40.0])
+    pred = np.array([12.0, 18.0, 33.0, 37.0])
+    m = _metrics(y, pred, train_mean=20.0)
+    assert m["rmse"] == pytest.approx(np.sqrt((4 + 4 + 9 + 9) / 4))
+    assert m["mae"] == pytest.approx(2.5)
+    assert m["r2"] == pytest.approx(1 - 26 / 500)
+    assert m["mean_rmse"] == pytest.approx(np.sqrt((100 + 0 + 100 + 400) / 4))
+    assert m["n_test"] == 4
