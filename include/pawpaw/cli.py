@@ -5,6 +5,8 @@ Heavy imports (torch, mlflow, pandas, ...) happen inside the commands so `--help
 
 from __future__ import annotations
 
+import subprocess
+
 import typer
 
 __all__ = ["app"]
@@ -546,6 +548,43 @@ def drift_command(
             run.drifted_columns.replace(",", ", ") or "-",
         )
     console.print(table)
+
+
+# --- demo: the embedded quick start, end to end (pawpaw.demo) -------------------------------
+
+
+@app.command("demo")
+def demo_command(
+    pool_size: int = typer.Option(4000, min=100, help="Photos in the synthetic pool."),
+    sample_size: int = typer.Option(2000, min=50, help="Photos drawn each month."),
+    serve: bool = typer.Option(True, help="Serve the champion with `bentoml serve` at the end."),
+    keep_running: bool = typer.Option(
+        True, help="Keep the services up until Ctrl-C (--no-keep-running: stop after the check)."
+    ),
+    airflow_ui: bool = typer.Option(True, help="Start the Airflow API server (UI) too."),
+    port: int = typer.Option(3000, help="Port of the BentoML service."),
+) -> None:
+    """Synthetic pool -> local services -> the monthly DAG for two months -> serve the champion."""
+    from pawpaw.config import get_settings
+    from pawpaw.demo import DemoOptions, run_demo
+    from pawpaw.services import ServiceError
+
+    opts = DemoOptions(
+        pool_size=pool_size,
+        sample_size=sample_size,
+        serve=serve,
+        serve_port=port,
+        airflow_ui=airflow_ui,
+        keep_running=keep_running,
+    )
+    try:
+        run_demo(get_settings(), opts)
+    except ServiceError as exc:
+        raise fail(str(exc)) from None
+    except subprocess.CalledProcessError as exc:
+        raise fail(
+            f"`{' '.join(map(str, exc.cmd[:4]))} ...` exited with {exc.returncode}"
+        ) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pawpaw.config import PROJECT_ROOT, Settings
@@ -27,7 +28,8 @@ from pawpaw.services import ServiceProcess, is_up, start_service, venv_tool
 __all__ = ["DemoOptions", "run_demo"]
 
 LOCAL_POSTGRES = "postgresql+psycopg2://pawpaw:pawpaw@127.0.0.1:5432/pawpaw_monitoring"
-SHIFT = {"Blur": 0.5, "Human": 0.5}
+# Month 2 comes from a shifted population: more blur, more humans, less appealing light.
+SHIFT = ["Blur=0.4", "Human=0.4", "appeal=-0.5"]
 
 
 @dataclass
@@ -152,13 +154,12 @@ def _airflow(args: list[str], env: dict[str, str]) -> None:
 def run_demo(settings: Settings, opts: DemoOptions) -> None:
     started = time.monotonic()
     pool = default_pool(settings)
-    _step(f"1/4 synthetic pool ({opts.pool_size} photos) at {pool}")
-    if (pool / "train.csv").exists():
-        print("  reusing the existing pool")
-    else:
-        from pawpaw import synth
-
-        synth.generate(pool, n=opts.pool_size, seed=0, progress=True)
+    shifted = pool.with_name("shifted")
+    _step(
+        f"1/4 synthetic pools: {pool} ({opts.pool_size}), {shifted} ({opts.sample_size}, shifted)"
+    )
+    _synthesize(pool, opts.pool_size, seed=0, shift=[])
+    _synthesize(shifted, opts.sample_size, seed=1, shift=SHIFT)
 
     _step("2/4 local services")
     services, env = _start_services(settings, opts)
@@ -169,7 +170,14 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
             services.append(
                 start_service(
                     "airflow-api-server",
-                    [venv_tool("airflow"), "api-server", "--port", str(opts.airflow_port)],
+                    [
+                        venv_tool("airflow"),
+                        "api-server",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(opts.airflow_port),
+                    ],
                     health_url=f"http://127.0.0.1:{opts.airflow_port}/api/v2/monitor/health",
                     url=f"http://127.0.0.1:{opts.airflow_port}",
                     settings=settings,
@@ -178,10 +186,10 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
                 )
             )
 
-        for i, (month, bias) in enumerate(zip(opts.months, ({}, SHIFT), strict=True), 1):
-            _step(f"3/4 month {i}: {month:%Y-%m}, bias {bias or 'none'} (Airflow dags test)")
+        for i, (month, source) in enumerate(zip(opts.months, (pool, shifted), strict=True), 1):
+            _step(f"3/4 month {i}: {month:%Y-%m} from {source.name} (Airflow dags test)")
             t0 = time.monotonic()
-            conf = {"sample_size": opts.sample_size, "bias": bias}
+            conf = {"sample_size": opts.sample_size, "pool": str(source)}
             _airflow(
                 [
                     "dags",
@@ -208,6 +216,15 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
     finally:
         for service in reversed(services):
             service.stop()
+
+
+def _synthesize(path: Path, n: int, *, seed: int, shift: list[str]) -> None:
+    from pawpaw import synth
+
+    if (path / "train.csv").exists():
+        print(f"  reusing {path}")
+        return
+    synth.generate(path, n=n, seed=seed, shift=synth.Shift.parse(shift), progress=True)
 
 
 def _serve(settings: Settings, opts: DemoOptions, env: dict[str, str]) -> ServiceProcess:
