@@ -69,9 +69,9 @@ def requirements(gpu: bool = SERVE_GPU) -> list[str]:
     if gpu and "onnxruntime" in merged:
         # Both wheels provide the `onnxruntime` module; only the GPU one may be installed. The
         # extras pull CUDA and cuDNN from PyPI (nvidia-* wheels) onto the plain Python base.
-        merged["onnxruntime"] = re.sub(
-            r"^onnxruntime", "onnxruntime-gpu[cuda,cudnn]", merged["onnxruntime"]
-        )
+        # onnxruntime-gpu releases lag the CPU wheel's, so the CPU pin cannot carry over: any
+        # 1.x from 1.20 (CUDA 12 wheels, opset 17+) runs the exported graph.
+        merged["onnxruntime"] = "onnxruntime-gpu[cuda,cudnn]>=1.20,<2"
     return sorted(merged.values())
 
 

@@ -79,8 +79,11 @@ class PawpularityModel(mlflow.pyfunc.PythonModel):
         self._head = FittedHead.from_npz(artifacts["head"])
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # CUDA when this ONNX Runtime has it (the GPU container installs onnxruntime-gpu).
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self._session = ort.InferenceSession(
-            str(artifacts["backbone"]), sess_options=opts, providers=["CPUExecutionProvider"]
+            str(artifacts["backbone"]), sess_options=opts, providers=providers
         )
         self._input_name = self._session.get_inputs()[0].name
 
