@@ -151,8 +151,10 @@ def _airflow(args: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, **env})
 
 
-def run_demo(settings: Settings, opts: DemoOptions) -> None:
+def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, float]:
+    """Run the quick start; returns seconds per phase (``synth``, ``month1``, ``month2``)."""
     started = time.monotonic()
+    timings: dict[str, float] = {}
     pool = default_pool(settings)
     shifted = pool.with_name("shifted")
     _step(
@@ -160,6 +162,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
     )
     _synthesize(pool, opts.pool_size, seed=0, shift=[])
     _synthesize(shifted, opts.sample_size, seed=1, shift=SHIFT)
+    timings["synth"] = time.monotonic() - started
 
     _step("2/4 local services")
     services, env = _start_services(settings, opts)
@@ -201,7 +204,8 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
                 ],
                 airflow_env,
             )
-            print(f"  month {i} took {time.monotonic() - t0:.0f}s")
+            timings[f"month{i}"] = time.monotonic() - t0
+            print(f"  month {i} took {timings[f'month{i}']:.0f}s")
 
         _step("4/4 serve the champion with BentoML")
         if opts.serve:
@@ -216,6 +220,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
     finally:
         for service in reversed(services):
             service.stop()
+    return timings
 
 
 def _synthesize(path: Path, n: int, *, seed: int, shift: list[str]) -> None:
