@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.lakefs",
     "tests.fixtures.mlflow",
     "tests.fixtures.airflow",
+    "tests.fixtures.s3",
 ]

@@ -15,37 +15,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pawpaw.heads import FittedHead
-from pawpaw.preprocess import PreprocessConfig, preprocess
+from pawpaw.preprocess import preprocess
 from pawpaw.pyfunc_model import PawpularityModel, PredictionError, save_model
+from tests.fixtures.models import TINY_CFG as CFG
+from tests.fixtures.models import TINY_HEAD as HEAD
+from tests.fixtures.models import tiny_onnx as _tiny_onnx
 
 pytestmark = pytest.mark.unit
-
-CFG = PreprocessConfig(
-    input_size=(3, 16, 16),
-    interpolation="bilinear",
-    mean=(0.5, 0.5, 0.5),
-    std=(0.25, 0.25, 0.25),
-    crop_pct=1.0,
-)
-HEAD = FittedHead.linear(np.array([10.0, 20.0, -5.0]), 40.0)
-
-
-def _tiny_onnx(path: Path) -> Path:
-    """images [N, 3, H, W] -> features [N, 3]: the mean of each channel."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["features"], axes=[2, 3], keepdims=0)],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
 
 
 def _jpeg(rgb: tuple[int, int, int], size: tuple[int, int] = (24, 20)) -> bytes:
