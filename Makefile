@@ -1,6 +1,7 @@
 # Pawpularity MLOps — run `make help` for the targets.
 SHELL := /bin/bash
-UV ?= uv
+# uv from PATH, else the module (right after `pip install uv`, before any shell rehash).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export NML_DISABLE_USAGE_LOGGING := 1
 
 .DEFAULT_GOAL := help
@@ -11,7 +12,8 @@ help: ## Show this help
 
 .PHONY: setup
 setup: ## Install uv if missing, then the locked environment (.venv)
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || \
+		python3 -m pip install --quiet --user --break-system-packages uv
 	$(UV) sync --frozen --compile-bytecode
 
 .PHONY: demo

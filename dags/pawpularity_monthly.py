@@ -51,7 +51,12 @@ FLAG_NAMES = [
             type=["null", "string"],
             description="Raw pool (Kaggle-format folder or zip). Empty: the default pool.",
         ),
-        "sample_size": Param(2000, type="integer", minimum=10, description="Rows to draw."),
+        "sample_size": Param(
+            2000,
+            type="integer",
+            minimum=120,
+            description="Rows to draw (at least 120: drift needs 30 test rows).",
+        ),
         "seed": Param(
             None,
             type=["null", "integer"],

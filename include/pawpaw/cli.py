@@ -170,12 +170,11 @@ def sample_command(
     test: float | None = typer.Option(None, "--test", help="Test fraction [settings]."),
 ) -> None:
     """Draw a sample from a pool and commit it to lakeFS; prints the commit id last."""
-    import hashlib
     from pathlib import Path
 
     from pawpaw import kaggle, versioning
     from pawpaw.config import get_settings
-    from pawpaw.sampling import SampleError, SampleSpec
+    from pawpaw.sampling import SampleError, SampleSpec, sample_key
 
     settings = get_settings()
     pool_dir = Path(pool).expanduser().resolve()
@@ -188,10 +187,7 @@ def sample_command(
             bias=_parse_bias(bias),
         )
         data = kaggle.read_dataset(pool_dir)
-        if key is None:
-            # Same pool, spec -> same key -> the same commit on a rerun.
-            h = hashlib.sha256(f"{pool_dir}\0{spec.digest()}".encode()).hexdigest()[:10]
-            key = f"{pool_dir.name}-n{spec.n}-seed{spec.seed}-{h}"
+        key = key or sample_key(pool_dir, spec)  # same pool + spec: the same commit on a rerun
         result = versioning.commit_sample(settings, data, spec, key=key, progress=True)
     except (SampleError, kaggle.DataError, versioning.VersioningError) as exc:
         raise fail(str(exc)) from None
@@ -556,7 +552,9 @@ def drift_command(
 @app.command("demo")
 def demo_command(
     pool_size: int = typer.Option(4000, min=100, help="Photos in the synthetic pool."),
-    sample_size: int = typer.Option(2000, min=50, help="Photos drawn each month."),
+    sample_size: int = typer.Option(
+        2000, min=120, help="Photos drawn each month (drift needs 30+ test rows)."
+    ),
     serve: bool = typer.Option(True, help="Serve the champion with `bentoml serve` at the end."),
     keep_running: bool = typer.Option(
         True, help="Keep the services up until Ctrl-C (--no-keep-running: stop after the check)."

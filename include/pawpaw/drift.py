@@ -108,7 +108,6 @@ DRIFT_METRICS = sa.Table(
     sa.UniqueConstraint(
         "analysis_commit",
         "reference_commit",
-        "model_version",
         "period",
         "chunk_index",
         "column_name",
@@ -131,9 +130,7 @@ DRIFT_RUNS = sa.Table(
     sa.Column("drifted_columns", sa.Text, nullable=False),  # comma list, '' when none
     sa.Column("rmse_reference", sa.Float, nullable=False),
     sa.Column("rmse_analysis", sa.Float, nullable=False),
-    sa.PrimaryKeyConstraint(
-        "analysis_commit", "reference_commit", "model_version", name="pk_drift_runs"
-    ),
+    sa.PrimaryKeyConstraint("analysis_commit", "reference_commit", name="pk_drift_runs"),
 )
 
 _RUN_COLUMNS: tuple[str, ...] = tuple(c.name for c in DRIFT_RUNS.columns)
@@ -215,16 +212,15 @@ def measure_drift(
         *_metric_rows(_drift_records(drift), ref_time, ana_time, span),
         *_metric_rows(_performance_records(performance), ref_time, ana_time, span),
     ]
-    key = {
-        "analysis_commit": analysis_commit,
-        "reference_commit": reference_commit,
-        "model_version": model_version,
-    }
-    rows = [{**key, **row} for row in rows]
+    # One drift run per (analysis, reference) pair: re-measuring it, with the same champion or
+    # a newer one (a month rerun after a promotion), replaces its rows instead of adding a set.
+    key = {"analysis_commit": analysis_commit, "reference_commit": reference_commit}
+    rows = [{**key, "model_version": model_version, **row} for row in rows]
     alerts = [r for r in rows if r["period"] == "analysis" and r["alert"]]
     drifted = tuple(dict.fromkeys(r["column_name"] for r in alerts))  # first-seen order
     run = {
         **key,
+        "model_version": model_version,
         "timestamp": ana_time,
         "n_reference": len(ref),
         "n_analysis": len(ana),

@@ -12,7 +12,6 @@ the model that knows nothing about the photos. Its RMSE anchors the retrain thre
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pawpaw.progress import say
 from pawpaw.registry import (
     CHAMPION,
     alias_version,
@@ -103,11 +103,6 @@ def evaluation_experiment(settings: Settings) -> str:
     return f"{settings.mlflow_experiment}-evaluations"
 
 
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
-
-
 # --- finding stored evaluations ---------------------------------------------------------------
 def _eval_runs(
     settings: Settings,
@@ -175,11 +170,12 @@ def previous_evaluated_commit(settings: Settings, commit_id: str) -> str | None:
             f"commit {commit_id} is not a sample commit on {settings.lakefs_repo}/"
             f"{settings.lakefs_branch}"
         )
-    evaluated = {
-        run.data.tags.get("pawpaw.commit_id")
-        for run in _eval_runs(settings, mlflow_client(settings))
-    }
-    return next((c for c in history[position + 1 :] if c in evaluated), None)
+    client = mlflow_client(settings)
+    # One query per older commit, newest first (usually the first answers): no result cap.
+    older = history[position + 1 :]
+    return next(
+        (c for c in older if _eval_runs(settings, client, commit_id=c, max_results=1)), None
+    )
 
 
 def load_predictions(settings: Settings, version: str, commit_id: str) -> pd.DataFrame:
@@ -238,7 +234,7 @@ def _predict(model: Any, data: Any, progress: bool) -> np.ndarray:
             out[start : start + len(chunk)] = np.asarray(scores, dtype=np.float64).reshape(-1)
             done = start + len(chunk)
             rate = done / max(time.monotonic() - started, 1e-9)
-            _say(progress, f"  scored {done}/{len(ids)} test images ({rate:.1f} img/s)")
+            say(progress, f"  scored {done}/{len(ids)} test images ({rate:.1f} img/s)")
     return out
 
 
@@ -277,7 +273,7 @@ def evaluate(
     if version is None:
         version = alias_version(settings, CHAMPION, ml)
         if version is None:
-            _say(progress, f"model {name!r} has no champion yet: nothing to evaluate")
+            say(progress, f"model {name!r} has no champion yet: nothing to evaluate")
             return None
     version = str(version)
     try:
@@ -297,7 +293,7 @@ def evaluate(
     runs = _eval_runs(settings, ml, version=version, commit_id=commit_id, max_results=1)
     if runs:
         result = _result_of(runs[0])
-        _say(progress, f"evaluation (stored, run {result.run_id}): {result.summary()}")
+        say(progress, f"evaluation (stored, run {result.run_id}): {result.summary()}")
         return result
 
     try:
@@ -309,7 +305,7 @@ def evaluate(
         raise EvaluationError(
             f"commit {commit_id}: the {'test' if len(test) == 0 else 'train'} split is empty"
         )
-    _say(progress, f"evaluating {name} v{version} on {len(test)} test images of {commit_id[:12]}")
+    say(progress, f"evaluating {name} v{version} on {len(test)} test images of {commit_id[:12]}")
     with tempfile.TemporaryDirectory(prefix="pawpaw-eval-") as tmp:
         model = load_model(settings, version, Path(tmp))
         pred = _predict(model, test, progress)
@@ -319,7 +315,7 @@ def evaluate(
         metrics["noise_floor"] = float(noise_floor)
     run_id = _store(settings, ml, version, commit_id, metrics, test.frame, pred)
     result = _result_of(ml.get_run(run_id))
-    _say(progress, f"evaluation: {result.summary()}")
+    say(progress, f"evaluation: {result.summary()}")
     return result
 
 

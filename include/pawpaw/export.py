@@ -19,6 +19,7 @@ Where BentoML keeps its store: ``settings.bentoml_home``, else ``$BENTOML_HOME``
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pawpaw.config import Settings
+from pawpaw.progress import say
 from pawpaw.registry import CHAMPION
 
 if TYPE_CHECKING:
@@ -370,6 +372,4 @@ def _redact(uri: str) -> str:
     return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else uri
 
 
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(f"[export] {message}", file=sys.stderr, flush=True)
+_say = functools.partial(say, tag="export")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import torch
 from PIL import Image
 
 from pawpaw.preprocess import PreprocessConfig, decode_image, preprocess_one
+from pawpaw.progress import say
 from pawpaw.schema import ID, TARGET, LabeledImages
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "predict_scores"]
@@ -155,9 +155,10 @@ def finetune(
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     if progress:
-        _say(
+        say(
+            True,
             f"fine-tuning {cfg.backbone} ({cfg.weights}) on {len(train)} images, val {len(val)}, "
-            f"{device}, amp={amp_dtype}, input {pp.input_size[1]}x{pp.input_size[2]}"
+            f"{device}, amp={amp_dtype}, input {pp.input_size[1]}x{pp.input_size[2]}",
         )
 
     history: list[dict[str, float]] = []
@@ -195,14 +196,15 @@ def finetune(
             state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
             best = (val_rmse, epoch, state)
         if progress:
-            _say(
+            say(
+                True,
                 f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
                 f"val RMSE {val_rmse:.3f}{' *' if improved else ''}, "
-                f"{row['images_per_s']:.1f} img/s ({train_s:.1f} s)"
+                f"{row['images_per_s']:.1f} img/s ({train_s:.1f} s)",
             )
         if epoch - best[1] >= cfg.patience:
             if progress:
-                _say(f"early stop: no better val RMSE for {cfg.patience} epochs")
+                say(True, f"early stop: no better val RMSE for {cfg.patience} epochs")
             break
 
     assert best is not None
@@ -214,7 +216,7 @@ def finetune(
     meta = {"backbone_id": backbone_id, "model": cfg.backbone, "finetune": cfg.to_dict()}
     export_onnx(net.body, pp, onnx_path, metadata=meta)
     if progress:
-        _say(f"best epoch {best_epoch}: val RMSE {best_rmse:.3f}; exported {onnx_path}")
+        say(True, f"best epoch {best_epoch}: val RMSE {best_rmse:.3f}; exported {onnx_path}")
     return FinetuneResult(
         onnx_path=onnx_path,
         preprocess_config=pp,
@@ -371,7 +373,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

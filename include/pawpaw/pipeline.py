@@ -7,8 +7,6 @@ small JSON-friendly dict: that is what travels through Airflow XCom. The DAG in
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ __all__ = [
     "measure_drift",
     "month_seed",
     "promote_challenger",
-    "sample_key",
     "sample_month",
     "train_challenger",
 ]
@@ -41,12 +38,6 @@ def month_seed(when: datetime) -> int:
     return when.year * 100 + when.month
 
 
-def sample_key(*, month: str, pool: str, n: int, seed: int, bias: dict[str, float]) -> str:
-    """The sample's identity: the same month and parameters give the same lakeFS commit."""
-    spec = json.dumps({"pool": pool, "n": n, "seed": seed, "bias": bias}, sort_keys=True)
-    return f"{month}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
-
-
 def sample_month(
     settings: Settings,
     *,
@@ -58,7 +49,7 @@ def sample_month(
 ) -> dict[str, Any]:
     """Draw this month's sample from the raw pool and commit it to lakeFS (idempotent by key)."""
     from pawpaw import kaggle, versioning
-    from pawpaw.sampling import SampleSpec
+    from pawpaw.sampling import SampleSpec, sample_key
 
     pool_path = Path(pool) if pool else default_pool(settings)
     data = kaggle.read_dataset(pool_path)
@@ -69,7 +60,7 @@ def sample_month(
         test_fraction=settings.test_fraction,
         bias=dict(bias),
     )
-    key = sample_key(month=month, pool=str(pool_path.resolve()), n=n, seed=seed, bias=bias)
+    key = sample_key(pool_path, spec, month=month)
     result = versioning.commit_sample(settings, data, spec, key=key, progress=True)
     return {"commit_id": result.commit_id, "created": result.created, "key": key}
 

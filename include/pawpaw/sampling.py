@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ import pandas as pd
 
 from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS
 
-__all__ = ["SampleError", "SampleSpec", "draw_sample", "flag_shares"]
+__all__ = ["SampleError", "SampleSpec", "draw_sample", "flag_shares", "sample_key"]
 
 
 class SampleError(ValueError):
@@ -106,6 +107,14 @@ class SampleSpec:
         """A stable hex digest of the spec (used in default sample keys)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sample_key(pool: Path, spec: SampleSpec, *, month: str | None = None) -> str:
+    """A sample's identity: the same pool (resolved path), spec and month give the same key, so
+    a rerun finds the same lakeFS commit. The CLI and the DAG both use this one function."""
+    pool = pool.expanduser().resolve()
+    digest = hashlib.sha256(f"{pool}\0{spec.digest()}".encode()).hexdigest()[:10]
+    return f"{month or pool.name}-n{spec.n}-seed{spec.seed}-{digest}"
 
 
 def flag_shares(frame: pd.DataFrame) -> dict[str, float]:

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from pawpaw.config import Settings
 
@@ -54,9 +55,11 @@ class ServiceProcess:
     url: str
     process: subprocess.Popen | None = None  # None: it was already running, not ours
     log_path: Path | None = None
-    _log: object = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self._log is not None:
+            self._log.close()
         if self.process is None or self.process.poll() is not None:
             return
         # The whole process group: servers (gunicorn/uvicorn workers) spawn children.

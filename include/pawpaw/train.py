@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pawpaw.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head
+from pawpaw.progress import say
 from pawpaw.registry import (
     CHALLENGER,
     CHAMPION,
@@ -78,11 +78,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
 
 
 def finetune_config(settings: Settings) -> Any:
@@ -180,7 +175,7 @@ def _fit_heads(
         x_val = embedder.embed(val, cache=cache, progress=progress)
     except ValueError as exc:  # names the image Id and its source
         raise TrainingError(str(exc)) from exc
-    _say(progress, f"fitting heads {list(head_kinds)} on {x_train.shape[0]} x {x_train.shape[1]}")
+    say(progress, f"fitting heads {list(head_kinds)} on {x_train.shape[0]} x {x_train.shape[1]}")
     try:
         head = fit_best_head(
             x_train,
@@ -188,7 +183,7 @@ def _fit_heads(
             x_val,
             _targets(val),
             kinds=head_kinds,
-            log=(lambda line: _say(True, line)) if progress else None,
+            log=(lambda line: say(True, line)) if progress else None,
         )
     except HeadError as exc:
         raise TrainingError(f"fitting heads on {train.source}: {exc}") from exc
@@ -268,7 +263,7 @@ def train(
         if alias_version(settings, CHAMPION, ml) != version:
             set_alias(settings, CHALLENGER, version, ml)  # a rerun finishes what it started
         run = ml.get_run(existing.run_id)
-        _say(progress, f"commit {commit_id[:12]} ({mode}) is already version {version}: reused")
+        say(progress, f"commit {commit_id[:12]} ({mode}) is already version {version}: reused")
         return TrainResult(
             run_id=existing.run_id,
             version=version,
@@ -284,7 +279,7 @@ def train(
         )
 
     train_split, val_split = _load_splits(settings, commit_id, client)
-    _say(
+    say(
         progress,
         f"training ({mode}) on commit {commit_id[:12]}: "
         f"{len(train_split)} train, {len(val_split)} val",
@@ -299,7 +294,7 @@ def train(
             settings, train_split, val_split, progress
         )
     train_seconds = time.monotonic() - started
-    _say(progress, f"best head {head.name}: val RMSE {_val_rmse(head):.3f} ({train_seconds:.1f}s)")
+    say(progress, f"best head {head.name}: val RMSE {_val_rmse(head):.3f} ({train_seconds:.1f}s)")
 
     params = {
         "commit_id": commit_id,
@@ -443,7 +438,5 @@ def register_model(
     version = str(mv.version)
     ml.set_model_version_tag(settings.registered_model, version, "pawpaw.run_id", run_id)
     set_alias(settings, CHALLENGER, version, ml)
-    _say(
-        progress, f"registered {settings.registered_model} v{version} (run {run_id}) as challenger"
-    )
+    say(progress, f"registered {settings.registered_model} v{version} (run {run_id}) as challenger")
     return run_id, version

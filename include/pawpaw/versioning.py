@@ -40,6 +40,7 @@ never share a tag. Two different keys committed at the same moment: the second m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -51,7 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -61,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from pawpaw.config import PROJECT_ROOT, Settings
+from pawpaw.progress import say
 from pawpaw.sampling import SampleSpec, draw_sample, flag_shares
 from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS, TARGET, LabeledImages
 
@@ -251,6 +253,13 @@ def sample_tag(key: str) -> str:
     return f"sample-{_safe(key)}"
 
 
+def _drop_leftover_run_branch(repo: lakefs.Repository, key: str) -> None:
+    from lakefs.exceptions import NotFoundException
+
+    with suppress(NotFoundException):
+        repo.branch(_run_branch(key)).delete()
+
+
 def _run_branch(key: str) -> str:
     return f"run-{_safe(key)}"
 
@@ -334,9 +343,7 @@ class _Progress:
                 )
 
 
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(f"[sample] {message}", file=sys.stderr, flush=True)
+_say = functools.partial(say, tag="sample")
 
 
 # --- committing a sample ---------------------------------------------------------------------
@@ -598,6 +605,7 @@ def commit_sample(
     if found is not None:
         commit_id, meta = found
         _say(progress, f"key {key!r} is already commit {commit_id}: nothing to do")
+        _drop_leftover_run_branch(repo, key)  # a crash between tagging and the branch's delete
         return SampleCommit(commit_id, False, _sizes_of(meta) or sizes, meta, key, tag)
 
     code_version = _code_version()

@@ -50,7 +50,10 @@ class _PawpawHook(BaseHook):
             return None
 
     def settings_overrides(self) -> dict[str, Any]:
-        """The ``pawpaw.config.Settings`` fields this connection decides."""
+        """The ``pawpaw.config.Settings`` fields this connection decides ({} without one)."""
+        return {} if self.connection is None else self._overrides(self.connection)
+
+    def _overrides(self, conn: Connection) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -61,10 +64,7 @@ class LakeFSHook(_PawpawHook):
     conn_type = "lakefs"
     hook_name = "lakeFS"
 
-    def settings_overrides(self) -> dict[str, Any]:
-        conn = self.connection
-        if conn is None:
-            return {}
+    def _overrides(self, conn: Connection) -> dict[str, Any]:
         overrides: dict[str, Any] = {"lakefs_endpoint": _http_url(conn, 8000)}
         if conn.login:
             overrides["lakefs_access_key_id"] = conn.login
@@ -88,10 +88,7 @@ class MLflowHook(_PawpawHook):
     conn_type = "mlflow"
     hook_name = "MLflow"
 
-    def settings_overrides(self) -> dict[str, Any]:
-        conn = self.connection
-        if conn is None:
-            return {}
+    def _overrides(self, conn: Connection) -> dict[str, Any]:
         return {"mlflow_tracking_uri": _http_url(conn, 5000)}
 
     def get_conn(self):  # -> mlflow.MlflowClient
@@ -110,10 +107,7 @@ class MonitoringDBHook(_PawpawHook):
     conn_type = "postgres"
     hook_name = "Pawpularity monitoring DB"
 
-    def settings_overrides(self) -> dict[str, Any]:
-        conn = self.connection
-        if conn is None:
-            return {}
+    def _overrides(self, conn: Connection) -> dict[str, Any]:
         # Connection.get_uri() speaks "postgres://"; SQLAlchemy wants a driver name.
         uri = conn.get_uri().split("://", 1)[1]
         return {"monitoring_db_url": f"postgresql+psycopg2://{uri}"}

@@ -186,3 +186,9 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, shifted_p
         assert fx3["aliases"]["champion"] == "1"
     assert s3["drift"] == SUCCESS
     assert fx3["drift_rows"] > fx2["drift_rows"]
+
+    # Rerun month 2 after month 3 (the champion may have changed meanwhile): still no new
+    # commit, model version, bento or drift row; month 2's drift rows are replaced.
+    late = run_month(11, threshold_ratio=2.0)
+    assert late["skip_training"] == SUCCESS and late["drift"] == SUCCESS
+    assert _side_effects(pipeline_env) == fx3

@@ -95,6 +95,15 @@ def test_sample_commit_is_idempotent_by_key(lf: Settings, pool: LabeledImages) -
     with pytest.raises(VersioningError, match=r"already names commit .* different sample"):
         versioning.commit_sample(lf, pool, _spec(seed=2), key="2026-10")
 
+    # A crash between tagging and deleting the run branch: the next run cleans it up.
+    import lakefs
+
+    repo = lakefs.Repository(lf.lakefs_repo, client=versioning.make_client(lf))
+    repo.branch(versioning._run_branch("2026-10")).create(first.commit_id)
+    assert len(_branches(lf)) == 2
+    assert versioning.commit_sample(lf, pool, spec, key="2026-10").commit_id == first.commit_id
+    assert [b.id for b in _branches(lf)] == ["main"]
+
 
 def _branches(lf: Settings) -> list:
     import lakefs

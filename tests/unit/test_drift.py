@@ -184,8 +184,13 @@ def test_rerun_replaces_rows_instead_of_adding(tmp_path: Path) -> None:
     runs = read_drift_runs(settings)
     assert runs.n_alerts.tolist() == [changed.n_alerts]
     assert changed.n_alerts > first.n_alerts
-    # Another model version on the same commits is another run.
+    # Re-measured by another champion (a month rerun after a promotion): its view replaces the
+    # old one; one run per (analysis, reference) pair.
     _measure(settings, drift_frame(1, prefix="a"), "month-2", model_version="4")
+    assert _counts(settings) == (ROWS_PER_RUN, 1)
+    assert read_drift_runs(settings).model_version.tolist() == ["4"]
+    # Another month is another run.
+    _measure(settings, drift_frame(1, prefix="a"), "month-3")
     assert _counts(settings) == (2 * ROWS_PER_RUN, 2)
 
 

@@ -128,3 +128,15 @@ def test_bad_pool_frames_are_named() -> None:
     no_blur = pool.assign(Blur=0)
     with pytest.raises(SampleError, match="no such row"):
         draw_sample(no_blur, _spec(bias={"Blur": 0.1}))
+
+
+def test_sample_key_is_canonical_and_distinguishes_what_matters(tmp_path) -> None:
+    from pawpaw.sampling import sample_key
+
+    a = SampleSpec(n=100, seed=1, val_fraction=0.15, test_fraction=0.25, bias={"Blur": 1})
+    b = SampleSpec(n=100, seed=1, val_fraction=0.15, test_fraction=0.25, bias={"Blur": 1.0})
+    assert sample_key(tmp_path, a) == sample_key(tmp_path / "x" / "..", b)
+    assert sample_key(tmp_path, a, month="2026-10").startswith("2026-10-n100-seed1-")
+    other = SampleSpec(n=100, seed=2, val_fraction=0.15, test_fraction=0.25, bias={"Blur": 1})
+    assert sample_key(tmp_path, other) != sample_key(tmp_path, a)
+    assert sample_key(tmp_path / "other", a) != sample_key(tmp_path, a)
