@@ -48,7 +48,7 @@ def main() -> None:
         mlflow_port=_free_port(),
     )  # fmt: skip
     started = time.perf_counter()
-    timings = run_demo(get_settings(), opts)
+    timings = run_demo(get_settings(), opts).timings
     timings["total"] = time.perf_counter() - started
     print("\n== pipeline benchmark (2 cores)")
     for phase, seconds in timings.items():

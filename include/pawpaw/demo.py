@@ -25,7 +25,7 @@ from pawpaw.config import PROJECT_ROOT, Settings
 from pawpaw.pipeline import default_pool
 from pawpaw.services import ServiceProcess, is_up, start_service, venv_tool
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "run_demo"]
 
 LOCAL_POSTGRES = "postgresql+psycopg2://pawpaw:pawpaw@127.0.0.1:5432/pawpaw_monitoring"
 # Month 2 comes from a shifted population: more blur, more humans, less appealing light.
@@ -43,6 +43,12 @@ class DemoOptions:
     mlflow_port: int = 5000
     keep_running: bool = True  # False: stop everything after the prediction check
     months: tuple[date, date] = field(default_factory=lambda: _last_two_months(date.today()))
+
+
+@dataclass
+class DemoResult:
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: synth, month1, month2
+    score: float | None = None  # the served champion's answer to one photo
 
 
 def _last_two_months(today: date) -> tuple[date, date]:
@@ -151,10 +157,11 @@ def _airflow(args: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, **env})
 
 
-def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, float]:
-    """Run the quick start; returns seconds per phase (``synth``, ``month1``, ``month2``)."""
+def run_demo(settings: Settings, opts: DemoOptions) -> DemoResult:
+    """Run the quick start; returns the seconds per phase and the served model's score."""
     started = time.monotonic()
-    timings: dict[str, float] = {}
+    result = DemoResult()
+    timings = result.timings
     pool = default_pool(settings)
     shifted = pool.with_name("shifted")
     _step(
@@ -209,7 +216,8 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, float]:
 
         _step("4/4 serve the champion with BentoML")
         if opts.serve:
-            services.append(_serve(settings, opts, env))
+            service, result.score = _serve(settings, opts, env)
+            services.append(service)
         _summary(settings, env, services, started)
         if opts.serve and opts.keep_running:
             print("\nServing. Press Ctrl-C to stop every service.", flush=True)
@@ -220,7 +228,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, float]:
     finally:
         for service in reversed(services):
             service.stop()
-    return timings
+    return result
 
 
 def _synthesize(path: Path, n: int, *, seed: int, shift: list[str]) -> None:
@@ -232,12 +240,15 @@ def _synthesize(path: Path, n: int, *, seed: int, shift: list[str]) -> None:
     synth.generate(path, n=n, seed=seed, shift=synth.Shift.parse(shift), progress=True)
 
 
-def _serve(settings: Settings, opts: DemoOptions, env: dict[str, str]) -> ServiceProcess:
+def _serve(
+    settings: Settings, opts: DemoOptions, env: dict[str, str]
+) -> tuple[ServiceProcess, float]:
     from pawpaw import export
 
     exported = export.export_champion(settings.model_copy(update=_settings_update(env)))
     url = f"http://127.0.0.1:{opts.serve_port}"
-    cmd = [venv_tool("bentoml"), "serve", exported.bento_tag, "--port", str(opts.serve_port)]
+    cmd = [venv_tool("bentoml"), "serve", exported.bento_tag,
+           "--host", "127.0.0.1", "--port", str(opts.serve_port)]  # fmt: skip
     service = start_service(
         "bento",
         cmd,
@@ -250,7 +261,7 @@ def _serve(settings: Settings, opts: DemoOptions, env: dict[str, str]) -> Servic
     image = next(iter(sorted((default_pool(settings) / "train").glob("*.jpg"))))
     score = export.request_score(url, image.read_bytes())
     print(f"  POST {url}/predict with {image.name} -> Pawpularity {score:.1f}")
-    return service
+    return service, score
 
 
 def _settings_update(env: dict[str, str]) -> dict:
