@@ -8,8 +8,6 @@ what the cache is for), so only the first test pays for embedding the images.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from pawpaw.sampling import SampleSpec, draw_sample
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET, LabeledImages
 from pawpaw.train import TrainingError, register_model, train
 from tests.fixtures.lakefs import lakefs_namespace
+from tests.fixtures.models import predict_in_fresh_process
 
 pytestmark = pytest.mark.integration
 
@@ -248,34 +247,14 @@ def test_registered_model_loads_in_a_fresh_process(
     local = client.download_artifacts(trained.run_id, "val_predictions.parquet", str(tmp_path))
     after_training = pd.read_parquet(local)
     val = load_split(st, commit, "val")
-    images = tmp_path / "images.json"
-    ids = list(after_training[ID])
-    import base64
-
-    images.write_text(json.dumps([base64.b64encode(val.load(i)).decode() for i in ids]))
-    script = f"""
-import base64, json, sys
-import mlflow, pandas as pd
-mlflow.set_tracking_uri({st.tracking_uri!r})
-model = mlflow.pyfunc.load_model("models:/{st.registered_model}/{trained.version}")
-imgs = [base64.b64decode(s) for s in json.load(open({str(images)!r}))]
-pred = model.predict(pd.DataFrame({{"image": imgs}}))
-heavy = [m for m in ("pawpaw.train", "pawpaw.embed", "torch", "sklearn", "timm")
-         if m in sys.modules]
-print(json.dumps({{"pred": [float(p) for p in pred], "heavy": heavy}}))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
+    pred, heavy = predict_in_fresh_process(
+        f"models:/{st.registered_model}/{trained.version}",
+        [val.load(i) for i in after_training[ID]],
+        tmp_path,
+        tracking_uri=st.tracking_uri,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["heavy"] == []
-    np.testing.assert_allclose(result["pred"], after_training["prediction"], rtol=1e-4, atol=1e-3)
+    assert heavy == []
+    np.testing.assert_allclose(pred, after_training["prediction"], rtol=1e-4, atol=1e-3)
 
 
 def test_bad_input_fails_clearly_and_registers_nothing(

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from pawpaw.preprocess import preprocess
 from pawpaw.pyfunc_model import PawpularityModel, PredictionError, save_model
 from tests.fixtures.models import TINY_CFG as CFG
 from tests.fixtures.models import TINY_HEAD as HEAD
+from tests.fixtures.models import predict_in_fresh_process
 from tests.fixtures.models import tiny_onnx as _tiny_onnx
 
 pytestmark = pytest.mark.unit
@@ -132,27 +130,6 @@ def test_bad_input_names_the_problem(model_dir: Path) -> None:
 
 def test_fresh_process_loads_without_training_code(model_dir: Path, tmp_path: Path) -> None:
     """A new interpreter (cwd outside the repo) loads and predicts with only serving packages."""
-    payload = tmp_path / "images.json"
-    payload.write_text(json.dumps([base64.b64encode(b).decode() for b in IMAGES]))
-    script = f"""
-import base64, json, sys
-import mlflow, pandas as pd
-images = [base64.b64decode(s) for s in json.load(open({str(payload)!r}))]
-model = mlflow.pyfunc.load_model({str(model_dir)!r})
-pred = model.predict(pd.DataFrame({{"image": images}}))
-heavy = [m for m in ("pawpaw.train", "pawpaw.embed", "torch", "sklearn", "timm")
-         if m in sys.modules]
-print(json.dumps({{"pred": [float(p) for p in pred], "heavy": heavy}}))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=180,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["heavy"] == []
-    np.testing.assert_allclose(result["pred"], _expected(IMAGES), rtol=1e-5)
+    pred, heavy = predict_in_fresh_process(str(model_dir), IMAGES, tmp_path)
+    assert heavy == []
+    np.testing.assert_allclose(pred, _expected(IMAGES), rtol=1e-5)
