@@ -378,7 +378,7 @@ def promote_command(
         if force:
             decision = registry.Decision(True, "forced")
         else:
-            decision = registry.decide_promotion(settings, version)
+            decision = registry.compare_with_champion(settings, version)
         if not decision:
             raise fail(f"v{version} not promoted: {decision.reason}")
         previous = registry.alias_version(settings, registry.CHAMPION)

@@ -30,7 +30,7 @@ __all__ = [
     "Decision",
     "RegistryError",
     "alias_version",
-    "decide_promotion",
+    "compare_with_champion",
     "describe_models",
     "ensure_experiment",
     "is_missing",
@@ -223,7 +223,7 @@ def training_commit(settings: Settings, version: str) -> str:
     return commit
 
 
-def decide_promotion(
+def compare_with_champion(
     settings: Settings, version: str, *, client: Any = None, progress: bool = True
 ) -> Decision:
     """Evaluate the champion and ``version`` on the commit ``version`` was trained on (reusing

@@ -163,7 +163,7 @@ def test_better_challenger_is_promoted_and_rollback_restores(
     trained = train(st, commit, progress=False)
     assert trained.version == "2" and not trained.reused
     assert _aliases(st) == {"champion": "1", "challenger": "2"}
-    decision = registry.decide_promotion(st, trained.version, progress=False)
+    decision = registry.compare_with_champion(st, trained.version, progress=False)
     assert decision.value, decision.reason
 
     promoted = _cli("promote")
