@@ -23,7 +23,7 @@ from PIL import Image
 
 from pawpaw import export
 from pawpaw.config import Settings
-from tests.fixtures.common import free_port, wait_until
+from tests.fixtures.common import free_port, stop_process_group, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -184,12 +184,7 @@ def server(built_bento: str, bento_home: Path, tmp_path_factory: pytest.TempPath
         os.killpg(proc.pid, signal.SIGKILL)
         raise RuntimeError(f"serve failed:\n{log_path.read_text()[-3000:]}") from exc
     yield url, log_path
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process_group(proc)
     log.close()
 
 

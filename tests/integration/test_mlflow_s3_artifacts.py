@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pawpaw.config import Settings
-from tests.fixtures.common import free_port, wait_until
+from tests.fixtures.common import free_port, stop_process_group, wait_until
 from tests.fixtures.models import TINY_CFG, TINY_HEAD, tiny_onnx
 
 pytestmark = pytest.mark.integration
@@ -47,8 +46,7 @@ def s3_mlflow(s3_server, tmp_path_factory):
         what="mlflow server (S3 artifacts)",
     )
     yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=15)
+    stop_process_group(proc, timeout=15)
     log.close()
 
 
