@@ -26,6 +26,7 @@ from pawpaw.registry import (
     CHAMPION,
     alias_version,
     ensure_experiment,
+    guarded_run,
     is_missing,
     mlflow_client,
 )
@@ -338,9 +339,9 @@ def _store(
         "pawpaw.model_version": version,
         "pawpaw.commit_id": commit_id,
     }
-    run = ml.create_run(experiment_id, tags=tags, run_name=f"eval-v{version}-{commit_id[:12]}")
-    run_id = run.info.run_id
-    try:
+    run_name = f"eval-v{version}-{commit_id[:12]}"
+    with guarded_run(ml, experiment_id, tags=tags, run_name=run_name) as run:
+        run_id = run.info.run_id
         now = int(time.time() * 1000)
         ml.log_batch(
             run_id,
@@ -359,7 +360,4 @@ def _store(
             predictions.to_parquet(path, index=False)
             ml.log_artifact(run_id, str(path))
         ml.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        ml.delete_run(run_id)  # a half-written evaluation must never be reused
-        raise
     return run_id

@@ -13,12 +13,15 @@ client built from ``settings`` (:func:`mlflow_client`): no global tracking URI i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
     from pawpaw.config import Settings
     from pawpaw.evaluation import EvalResult
@@ -33,6 +36,7 @@ __all__ = [
     "compare_with_champion",
     "describe_models",
     "ensure_experiment",
+    "guarded_run",
     "is_missing",
     "mlflow_client",
     "needs_training",
@@ -106,6 +110,20 @@ def ensure_experiment(settings: Settings, name: str, client: MlflowClient | None
         if found is None:
             raise
         return found.experiment_id
+
+
+@contextmanager
+def guarded_run(
+    client: MlflowClient, experiment_id: str, *, tags: dict[str, str], run_name: str
+) -> Iterator[Run]:
+    """Create a run and yield it; on any failure inside, delete it again, so a half-logged run
+    is never found and reused (by evaluation's cache or training's idempotency)."""
+    run = client.create_run(experiment_id, tags=tags, run_name=run_name)
+    try:
+        yield run
+    except BaseException:
+        client.delete_run(run.info.run_id)
+        raise
 
 
 def alias_version(settings: Settings, alias: str, client: MlflowClient | None = None) -> str | None:

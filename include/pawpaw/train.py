@@ -35,6 +35,7 @@ from pawpaw.registry import (
     CHAMPION,
     alias_version,
     ensure_experiment,
+    guarded_run,
     mlflow_client,
     set_alias,
 )
@@ -396,9 +397,9 @@ def register_model(
             head=head,
             metadata={"commit_id": commit_id, "mode": mode, "backbone_id": backbone_id},
         )
-        run = ml.create_run(experiment_id, tags=tags, run_name=f"{mode}-{commit_id[:12]}")
-        run_id = run.info.run_id
-        try:
+        run_name = f"{mode}-{commit_id[:12]}"
+        with guarded_run(ml, experiment_id, tags=tags, run_name=run_name) as run:
+            run_id = run.info.run_id
             now = int(time.time() * 1000)
             ml.log_batch(
                 run_id,
@@ -432,9 +433,6 @@ def register_model(
                 tags=tags,
                 description=f"{mode} on commit {commit_id}: {head.name}",
             )
-        except BaseException:
-            ml.delete_run(run_id)
-            raise
     version = str(mv.version)
     ml.set_model_version_tag(settings.registered_model, version, "pawpaw.run_id", run_id)
     set_alias(settings, CHALLENGER, version, ml)

@@ -69,3 +69,22 @@ def test_metrics() -> None:
     assert m["r2"] == pytest.approx(1 - 26 / 500)
     assert m["mean_rmse"] == pytest.approx(np.sqrt((100 + 0 + 100 + 400) / 4))
     assert m["n_test"] == 4
+
+
+def test_guarded_run_deletes_a_run_that_failed_midway(tmp_path) -> None:
+    from mlflow import MlflowClient
+
+    from pawpaw.registry import guarded_run
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        guarded_run(client, experiment, tags={"k": "v"}, run_name="failing") as run,
+    ):
+        client.log_param(run.info.run_id, "p", 1)
+        raise RuntimeError("boom")
+    assert client.search_runs([experiment]) == []
+    with guarded_run(client, experiment, tags={"k": "v"}, run_name="ok") as run:
+        client.set_terminated(run.info.run_id, "FINISHED")
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [run.info.run_id]
