@@ -75,9 +75,9 @@ def main() -> None:
 
     import torch
 
-    from pawpaw.backbone import create_backbone
-    from pawpaw.embed import Embedder
-    from pawpaw.preprocess import preprocess
+    from pawpaw.model.backbone import create_backbone
+    from pawpaw.model.embed import Embedder
+    from pawpaw.model.preprocess import preprocess
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)

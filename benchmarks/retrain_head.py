@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lakefs_emulator import EmulatorServer
 
-from pawpaw import kaggle, registry, synth, versioning
+from pawpaw import registry, synth, versioning
 from pawpaw.config import PROJECT_ROOT, Settings
+from pawpaw.data import kaggle
+from pawpaw.data.sampling import SampleSpec
 from pawpaw.evaluation import evaluate, load_predictions
-from pawpaw.lakefs_emulator import EmulatorServer
-from pawpaw.sampling import SampleSpec
 from pawpaw.schema import ID, TARGET
 from pawpaw.train import train
 
@@ -101,7 +102,7 @@ def main() -> None:
             )
             numbers["sizes"] = spec.sizes
 
-            from pawpaw.embed import Embedder
+            from pawpaw.model.embed import Embedder
 
             _, numbers["export_s"] = _timed(
                 "backbone ONNX export (one-time)", lambda: Embedder.from_settings(settings)

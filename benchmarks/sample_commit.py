@@ -15,10 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pawpaw import kaggle, synth, versioning
+from lakefs_emulator import EmulatorServer
+
+from pawpaw import synth, versioning
 from pawpaw.config import Settings
-from pawpaw.lakefs_emulator import EmulatorServer
-from pawpaw.sampling import SampleSpec
+from pawpaw.data import kaggle
+from pawpaw.data.sampling import SampleSpec
 
 
 def _timed(label: str, n_images: int | None, fn):

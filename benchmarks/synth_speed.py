@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pawpaw import kaggle, synth
+from pawpaw import synth
+from pawpaw.data import kaggle
 
 
 def main() -> None:

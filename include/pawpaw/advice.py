@@ -1,6 +1,6 @@
 """Advice for a better pet photo, from what can be measured in the picture.
 
-Pure numpy + PIL, plus :mod:`pawpaw.image_stats` (which also needs pandas, a serving dependency
+Pure numpy + PIL, plus :mod:`pawpaw.data.image_stats` (which also needs pandas, a serving dependency
 anyway); no model, no torch, so it runs in the serving container as it is.
 
 A shelter volunteer uploads a photo and gets its Pawpularity score; :func:`advise` turns the
@@ -13,7 +13,7 @@ score and a handful of cheap measurements into concrete, friendly suggestions:
   gradient ~ 1/s and a peak Laplacian ~ 1/s², so the ratio ~ 1/s, independent of exposure
   and contrast. Measured on a copy whose long side is 512 px (about what a listing
   shows), so a large photo that is soft only at 100 % is not flagged.
-- exposure, contrast, resolution and aspect ratio: :func:`pawpaw.image_stats.measure_image`,
+- exposure, contrast, resolution and aspect ratio: :func:`pawpaw.data.image_stats.measure_image`,
   the same definitions the drift monitor records (luma mean and standard deviation on 0..1,
   displayed size after EXIF rotation), plus the share of clipped highlights;
 - where the detail is: the centroid and spread of gradient energy on a small copy, a cheap
@@ -34,8 +34,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from pawpaw.image_stats import measure_image
-from pawpaw.preprocess import decode_image
+from pawpaw.data.image_stats import measure_image
+from pawpaw.model.preprocess import decode_image
 
 __all__ = ["Advice", "PhotoMeasures", "Severity", "advise", "measure_photo"]
 

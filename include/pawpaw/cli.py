@@ -30,11 +30,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 # --- commands -----------------------------------------------------------------------------
 # Each group below is owned by one stage; keep them in pipeline order.
 
-# --- synth / validate: the data (pawpaw.synth, pawpaw.kaggle) ------------------------------
+# --- synth / validate: the data (pawpaw.synth, pawpaw.data.kaggle) ------------------------------
 
 
 def _echo_data_summary(summary: dict) -> None:
-    """Rows, flag shares and score statistics, as ``pawpaw.kaggle.summarize`` gives them."""
+    """Rows, flag shares and score statistics, as ``pawpaw.data.kaggle.summarize`` gives them."""
     typer.echo(f"rows             {summary['rows']}")
     shares = [f"{f}={share:.3f}" for f, share in summary["flag_shares"].items()]
     typer.echo("flag shares      " + "  ".join(shares[:6]))
@@ -96,7 +96,7 @@ def validate_command(
     """Check a Kaggle-format data set (train.csv or data.csv + train/<Id>.jpg) and summarize it."""
     from pathlib import Path
 
-    from pawpaw import kaggle
+    from pawpaw.data import kaggle
 
     try:
         data = kaggle.read_dataset(Path(path), check_images=images)
@@ -106,7 +106,7 @@ def validate_command(
     _echo_data_summary(kaggle.summarize(data))
 
 
-# --- lakefs-emulator: the lakeFS-API emulator for development (pawpaw.lakefs_emulator) ----
+# --- lakefs-emulator: the lakeFS-API emulator for development (lakefs_emulator) ----
 
 
 @app.command("lakefs-emulator")
@@ -120,8 +120,9 @@ def lakefs_emulator_command(
     from pathlib import Path
     from urllib.parse import urlsplit
 
+    from lakefs_emulator import serve
+
     from pawpaw.config import get_settings
-    from pawpaw.lakefs_emulator import serve
 
     settings = get_settings()
     url = urlsplit(settings.lakefs_endpoint)
@@ -172,9 +173,10 @@ def sample_command(
     """Draw a sample from a pool and commit it to lakeFS; prints the commit id last."""
     from pathlib import Path
 
-    from pawpaw import kaggle, versioning
+    from pawpaw import versioning
     from pawpaw.config import get_settings
-    from pawpaw.sampling import SampleError, SampleSpec, sample_key
+    from pawpaw.data import kaggle
+    from pawpaw.data.sampling import SampleError, SampleSpec, sample_key
 
     settings = get_settings()
     pool_dir = Path(pool).expanduser().resolve()
@@ -256,7 +258,7 @@ def diff_command(
         console.print(f"... and {len(entries) - limit} more (--limit)", highlight=False)
 
 
-# --- backbone: the frozen image backbone as ONNX (pawpaw.backbone, pawpaw.embed) -----------
+# --- backbone: the frozen image backbone as ONNX (pawpaw.model.backbone, .embed) -----------
 
 
 @app.command("backbone")
@@ -267,7 +269,7 @@ def backbone_command(
 ) -> None:
     """Export the configured backbone to ONNX once (reused after) and print its id and path."""
     from pawpaw.config import get_settings
-    from pawpaw.embed import Embedder
+    from pawpaw.model.embed import Embedder
 
     settings = get_settings()
     try:
@@ -312,7 +314,7 @@ def train_command(
     """Train a challenger on a commit and register it; the first model becomes champion."""
     from pawpaw import registry
     from pawpaw.config import get_settings
-    from pawpaw.heads import HEAD_KINDS
+    from pawpaw.model.heads import HEAD_KINDS
     from pawpaw.train import train
 
     settings = get_settings()

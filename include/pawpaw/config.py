@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------
     backbone: str = "tf_efficientnet_lite0"
     backbone_weights: str = Field(
-        default="package", pattern="^(package|hub|none)$", description="See pawpaw.backbone."
+        default="package", pattern="^(package|hub|none)$", description="See pawpaw.model.backbone."
     )
     train_mode: str = Field(default="head", pattern="^(head|finetune)$")
     embed_batch_size: int = Field(default=32, ge=1)

@@ -1,7 +1,7 @@
 """Drift: how one month's test split differs from an earlier one, measured with NannyML.
 
 Inputs are two frames with one row per test image (``Id``, the model's ``prediction``, the
-label ``Pawpularity`` and the photo statistics of :mod:`pawpaw.image_stats`): the reference
+label ``Pawpularity`` and the photo statistics of :mod:`pawpaw.data.image_stats`): the reference
 (an earlier commit) and the analysis (the new commit), both scored by the same model version.
 
 Measured, in chunks of ``chunk_size`` rows (several per split, so thresholds exist):
@@ -49,7 +49,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from pawpaw.config import Settings
-from pawpaw.image_stats import STAT_COLUMNS
+from pawpaw.data.image_stats import STAT_COLUMNS
 from pawpaw.schema import ID, TARGET
 
 __all__ = [

@@ -18,7 +18,6 @@ Where BentoML keeps its store: ``settings.bentoml_home``, else ``$BENTOML_HOME``
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pawpaw.config import Settings
 from pawpaw.progress import say
 from pawpaw.registry import CHAMPION
+from pawpaw.vendoring import VendoringError, vendor_pawpaw
 
 if TYPE_CHECKING:
     import bentoml
@@ -291,31 +291,17 @@ def _vendor_pawpaw(ctx: Path, model_code: Path | None) -> None:
     Both import ``pawpaw.*``, and a process has one ``pawpaw`` package: the service imports it
     first (from the bento's ``src``), so it must also hold what the MLflow model's own code
     (its ``code_paths`` copy of ``pawpaw``) needs. Where both have a module, the model's copy
-    wins: it is what the model was trained and validated with. Other modules come from this
-    library, following imports transitively.
+    wins: it is what the model was trained and validated with.
     """
-    import pawpaw
-
-    library = Path(pawpaw.__file__).resolve().parent
-    chosen: dict[str, Path] = {}
-    if model_code is not None and (model_code / "pawpaw").is_dir():
-        chosen = {p.stem: p for p in sorted((model_code / "pawpaw").glob("*.py"))}
-    todo = [*ctx.glob("*.py"), *chosen.values()]
-    while todo:
-        for module in _pawpaw_imports(todo.pop()):
-            if module in chosen:
-                continue
-            source = library / f"{module}.py"
-            if not source.is_file():
-                raise ExportError(f"the service imports pawpaw.{module}, which is not a module")
-            chosen[module] = source
-            todo.append(source)
-    if not chosen:
-        return
-    chosen.setdefault("__init__", library / "__init__.py")
-    (ctx / "pawpaw").mkdir()
-    for module, source in sorted(chosen.items()):
-        shutil.copyfile(source, ctx / "pawpaw" / f"{module}.py")
+    override = model_code / "pawpaw" if model_code is not None else None
+    try:
+        vendor_pawpaw(
+            sorted(ctx.glob("*.py")),
+            ctx,
+            override=override if override is not None and override.is_dir() else None,
+        )
+    except VendoringError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def _model_code_dir(mlflow_model: Path) -> Path | None:
@@ -328,32 +314,6 @@ def _model_code_dir(mlflow_model: Path) -> Path | None:
     flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
     code = (flavors.get("python_function") or {}).get("code")
     return mlflow_model / code if code else None
-
-
-def _pawpaw_imports(path: Path) -> set[str]:
-    """Names of `pawpaw` submodules that the file imports (absolute or relative)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    in_package = path.parent.name == "pawpaw"
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "pawpaw" and len(parts) > 1:
-                    found.add(parts[1])
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 1 and in_package:
-                base = node.module.split(".")[0] if node.module else None
-            elif node.level == 0 and node.module and node.module.split(".")[0] == "pawpaw":
-                parts = node.module.split(".")
-                base = parts[1] if len(parts) > 1 else None
-            else:
-                continue
-            if base is not None:
-                found.add(base)
-            else:  # `from pawpaw import x` / `from . import x`: x may be a module
-                found.update(a.name for a in node.names)
-    return {m for m in found if m != "__init__"}
 
 
 def _tree_digest(root: Path) -> str:

@@ -48,8 +48,9 @@ def sample_month(
     month: str,
 ) -> dict[str, Any]:
     """Draw this month's sample from the raw pool and commit it to lakeFS (idempotent by key)."""
-    from pawpaw import kaggle, versioning
-    from pawpaw.sampling import SampleSpec, sample_key
+    from pawpaw import versioning
+    from pawpaw.data import kaggle
+    from pawpaw.data.sampling import SampleSpec, sample_key
 
     pool_path = Path(pool) if pool else default_pool(settings)
     data = kaggle.read_dataset(pool_path)
@@ -132,7 +133,8 @@ def find_reference(settings: Settings, commit_id: str) -> str | None:
 
 def measure_drift(settings: Settings, commit_id: str) -> dict[str, Any]:
     """NannyML drift of the champion's predictions and image statistics vs the reference."""
-    from pawpaw import drift, evaluation, image_stats, registry, versioning
+    from pawpaw import drift, evaluation, registry, versioning
+    from pawpaw.data import image_stats
 
     reference_commit = find_reference(settings, commit_id)
     if reference_commit is None:

@@ -1,11 +1,11 @@
 """Training a challenger on one lakeFS commit and registering it in MLflow.
 
-Two modes, one servable artifact (:mod:`pawpaw.pyfunc_model`):
+Two modes, one servable artifact (:mod:`pawpaw.model.pyfunc`):
 
 - ``head`` (default, CPU, seconds): embed the train/val images with the frozen pretrained
   backbone (ONNX Runtime, embeddings cached per backbone under ``data_dir/embeddings``) and fit
-  regression heads (:func:`pawpaw.heads.fit_best_head`), keeping the best on val RMSE;
-- ``finetune`` (the GPU path): :func:`pawpaw.finetune.finetune` trains the whole network; its
+  regression heads (:func:`pawpaw.model.heads.fit_best_head`), keeping the best on val RMSE;
+- ``finetune`` (the GPU path): :func:`pawpaw.model.finetune.finetune` trains the whole network; its
   exported backbone and linear head (sigmoid x 100) make the model.
 
 Everything is computed before anything is written to MLflow, and the version is registered
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pawpaw.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head
+from pawpaw.model.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head
 from pawpaw.progress import say
 from pawpaw.registry import (
     CHALLENGER,
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from pawpaw.config import Settings
-    from pawpaw.preprocess import PreprocessConfig
-    from pawpaw.schema import LabeledImages
+    from pawpaw.data.labeled import LabeledImages
+    from pawpaw.model.preprocess import PreprocessConfig
 
 __all__ = ["MODES", "TrainResult", "TrainingError", "finetune_config", "register_model", "train"]
 
@@ -83,7 +83,7 @@ class TrainResult:
 
 def finetune_config(settings: Settings) -> Any:
     """The default fine-tuning config: a few epochs of the configured backbone."""
-    from pawpaw.finetune import FinetuneConfig
+    from pawpaw.model.finetune import FinetuneConfig
 
     return FinetuneConfig(
         backbone=settings.backbone, weights=settings.backbone_weights, epochs=3, patience=2
@@ -167,7 +167,7 @@ def _fit_heads(
     head_kinds: Sequence[str],
     progress: bool,
 ) -> tuple[Path, PreprocessConfig, str, FittedHead, np.ndarray]:
-    from pawpaw.embed import Embedder, EmbeddingCache
+    from pawpaw.model.embed import Embedder, EmbeddingCache
 
     embedder = Embedder.from_settings(settings)
     cache = EmbeddingCache.for_embedder(embedder, settings)
@@ -200,8 +200,8 @@ def _fit_heads(
 def _finetune(
     settings: Settings, train: LabeledImages, val: LabeledImages, progress: bool
 ) -> tuple[Path, PreprocessConfig, str, FittedHead, list[dict[str, float]], np.ndarray]:
-    from pawpaw.embed import Embedder
-    from pawpaw.finetune import finetune
+    from pawpaw.model.embed import Embedder
+    from pawpaw.model.finetune import finetune
 
     cfg = finetune_config(settings)
     try:
@@ -377,7 +377,7 @@ def register_model(
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
 
-    from pawpaw.pyfunc_model import save_model
+    from pawpaw.model.pyfunc import save_model
 
     ml = mlflow_client(settings)
     experiment_id = ensure_experiment(settings, settings.mlflow_experiment, ml)
@@ -421,7 +421,7 @@ def register_model(
             try:
                 ml.create_registered_model(
                     settings.registered_model,
-                    description="Pawpularity (1..100) of a pet photo; see pawpaw.pyfunc_model.",
+                    description="Pawpularity (1..100) of a pet photo; see pawpaw.model.pyfunc.",
                 )
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":

@@ -35,7 +35,7 @@ MODEL_CODE = '''
 import mlflow
 import numpy as np
 
-from pawpaw.preprocess import decode_image
+from pawpaw.model.preprocess import decode_image
 
 
 class BrightnessModel(mlflow.pyfunc.PythonModel):
@@ -105,14 +105,14 @@ def model_tag(bento_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    import pawpaw.preprocess
+    import pawpaw.model.preprocess
 
     root = tmp_path_factory.mktemp("tiny-model")
     package = root / "code" / "pawpaw"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""pawpaw modules shipped with the model."""\n')
     # The model's copy differs from the library's by a marker: the bento must carry this one.
-    library_copy = Path(pawpaw.preprocess.__file__).read_text()
+    library_copy = Path(pawpaw.model.preprocess.__file__).read_text()
     (package / "preprocess.py").write_text(f"{library_copy}\n{MARKER}\n")
     code = root / "brightness_model.py"
     code.write_text(MODEL_CODE)

@@ -449,7 +449,7 @@ def test_concurrent_uploads_then_one_commit(lakefs_repo: lakefs.Repository) -> N
 def test_emulator_restart_keeps_state(lakefs_server: LakeFSEndpoint, tmp_path: Path) -> None:
     if not lakefs_server.is_emulator:
         pytest.skip("restarts a server process: only the emulator can be restarted by a test")
-    from pawpaw.lakefs_emulator import EmulatorServer
+    from lakefs_emulator import EmulatorServer
 
     def client(server: EmulatorServer) -> lakefs.Client:
         return lakefs.Client(

@@ -88,7 +88,7 @@ def test_registered_model_is_stored_in_s3_and_loads_back(s3_server, s3_mlflow, t
     images = [_jpeg((200, 30, 30)), _jpeg((20, 220, 90))]
     import pandas as pd
 
-    from pawpaw.preprocess import preprocess
+    from pawpaw.model.preprocess import preprocess
 
     expected = TINY_HEAD.predict(preprocess(images, TINY_CFG).mean(axis=(2, 3)))
     np.testing.assert_allclose(model.predict(pd.DataFrame({"image": images})), expected, rtol=1e-5)

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from pawpaw import evaluation, registry
 from pawpaw.config import Settings, get_settings
-from pawpaw.heads import FittedHead
-from pawpaw.sampling import SampleSpec, draw_sample
-from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET, LabeledImages
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.data.sampling import SampleSpec, draw_sample
+from pawpaw.model.heads import FittedHead
+from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 from pawpaw.train import TrainingError, register_model, train
 from tests.fixtures.lakefs import lakefs_namespace
 from tests.fixtures.models import predict_in_fresh_process
@@ -31,7 +32,7 @@ SPEC = SampleSpec(n=60, seed=3, val_fraction=0.2, test_fraction=0.3)
 
 @pytest.fixture(scope="module")
 def pool(synthetic_pool: Path) -> LabeledImages:
-    from pawpaw.kaggle import read_dataset
+    from pawpaw.data.kaggle import read_dataset
 
     return read_dataset(synthetic_pool)
 
@@ -94,7 +95,7 @@ def _versions(settings: Settings) -> list[str]:
 
 def _register_constant(settings: Settings, commit_id: str, score: float) -> str:
     """A deliberately bad model: the real backbone, a head that always says ``score``."""
-    from pawpaw.embed import Embedder
+    from pawpaw.model.embed import Embedder
 
     embedder = Embedder.from_settings(settings)
     head = FittedHead.linear(np.zeros(embedder.dim), score, params={"family": "constant"})
@@ -304,7 +305,7 @@ def test_finetune_mode_registers_a_servable_model(
 ) -> None:
     """The GPU path's wiring, kept small enough for a CPU: one epoch at 64 px."""
     from pawpaw import train as train_module
-    from pawpaw.finetune import FinetuneConfig
+    from pawpaw.model.finetune import FinetuneConfig
     from pawpaw.versioning import load_split
 
     tiny = FinetuneConfig(

@@ -16,8 +16,9 @@ import pytest
 
 from pawpaw import versioning
 from pawpaw.config import Settings
-from pawpaw.sampling import SampleSpec, draw_sample
-from pawpaw.schema import ID, SPLITS, TARGET, LabeledImages
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.data.sampling import SampleSpec, draw_sample
+from pawpaw.schema import ID, SPLITS, TARGET
 from pawpaw.versioning import VersioningError
 from tests.fixtures.lakefs import lakefs_namespace
 
@@ -48,7 +49,7 @@ def lf(tmp_path: Path, lakefs_server, lakefs_repo) -> Settings:
 
 @pytest.fixture(scope="module")
 def pool(synthetic_pool: Path) -> LabeledImages:
-    from pawpaw.kaggle import read_dataset
+    from pawpaw.data.kaggle import read_dataset
 
     return read_dataset(synthetic_pool)
 

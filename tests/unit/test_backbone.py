@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pawpaw import backbone
-from pawpaw.backbone import create_backbone, weights_id
-from pawpaw.preprocess import PreprocessConfig, preprocess
+from pawpaw.model import backbone
+from pawpaw.model.backbone import create_backbone, weights_id
+from pawpaw.model.preprocess import PreprocessConfig, preprocess
 
 pytestmark = pytest.mark.unit
 

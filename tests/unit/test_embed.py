@@ -13,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pawpaw.backbone import create_backbone
 from pawpaw.config import Settings
-from pawpaw.embed import Embedder, EmbeddingCache, export_onnx
-from pawpaw.preprocess import PreprocessConfig, preprocess
-from pawpaw.schema import FLAGS, ID, TARGET, LabeledImages
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.model.backbone import create_backbone
+from pawpaw.model.embed import Embedder, EmbeddingCache, export_onnx
+from pawpaw.model.preprocess import PreprocessConfig, preprocess
+from pawpaw.schema import FLAGS, ID, TARGET
 
 pytestmark = pytest.mark.unit
 

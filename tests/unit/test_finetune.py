@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pawpaw.embed import Embedder
-from pawpaw.finetune import FinetuneConfig, FinetuneResult, finetune, predict_scores
-from pawpaw.schema import FLAGS, ID, TARGET, LabeledImages
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.model.embed import Embedder
+from pawpaw.model.finetune import FinetuneConfig, FinetuneResult, finetune, predict_scores
+from pawpaw.schema import FLAGS, ID, TARGET
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pawpaw.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head, fit_head, rmse
+from pawpaw.metrics import rmse
+from pawpaw.model.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head, fit_head
 
 pytestmark = pytest.mark.unit
 
@@ -54,7 +55,7 @@ def test_ridge_equals_sklearn_ridge_with_the_chosen_alpha() -> None:
 def test_ridge_alpha_is_chosen_by_leave_one_out() -> None:
     from sklearn.linear_model import RidgeCV
 
-    from pawpaw.heads import _RIDGE_ALPHAS
+    from pawpaw.model.heads import _RIDGE_ALPHAS
 
     x, y = _data(n=150, d=60)
     head = fit_head("ridge", x, y)

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 from skimage import data as skdata
 
-from pawpaw.image_stats import STAT_COLUMNS, describe_images, measure_image
-from pawpaw.schema import ID, LabeledImages
+from pawpaw.data.image_stats import STAT_COLUMNS, describe_images, measure_image
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.schema import ID
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pawpaw.cli import app
-from pawpaw.kaggle import DataError, read_dataset, summarize
-from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET, LabeledImages
+from pawpaw.data.kaggle import DataError, read_dataset, summarize
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 
 pytestmark = pytest.mark.unit
 

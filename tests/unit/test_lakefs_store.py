@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
-
-from pawpaw.lakefs_emulator import create_app
-from pawpaw.lakefs_emulator.store import (
+from lakefs_emulator import create_app
+from lakefs_emulator.store import (
     BadRequest,
     Conflict,
     Entry,
@@ -21,6 +19,7 @@ from pawpaw.lakefs_emulator.store import (
     PreconditionFailed,
     Store,
 )
+from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.unit
 
@@ -256,9 +255,9 @@ def test_http_multipart_upload_and_chunked_body(http: TestClient) -> None:
 
 
 def test_cli_serves_what_the_settings_point_at(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lakefs_emulator
     from typer.testing import CliRunner
 
-    import pawpaw.lakefs_emulator
     from pawpaw.cli import app
     from pawpaw.config import get_settings
 
@@ -267,7 +266,7 @@ def test_cli_serves_what_the_settings_point_at(settings, monkeypatch: pytest.Mon
     monkeypatch.setenv("PAWPAW_LAKEFS_SECRET_ACCESS_KEY", "s1")
     get_settings.cache_clear()
     calls = []
-    monkeypatch.setattr(pawpaw.lakefs_emulator, "serve", lambda *a: calls.append(a))
+    monkeypatch.setattr(lakefs_emulator, "serve", lambda *a: calls.append(a))
     assert CliRunner().invoke(app, ["lakefs-emulator"]).exit_code == 0
     assert calls == [(get_settings().data_dir / "lakefs", "127.0.0.1", 9123, "k1", "s1")]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from pawpaw.preprocess import PreprocessConfig, decode_image, preprocess
+from pawpaw.model.preprocess import PreprocessConfig, decode_image, preprocess
 
 pytestmark = pytest.mark.unit
 
@@ -145,7 +145,7 @@ def test_invalid_configs_are_rejected(change: dict, message: str) -> None:
 
 def test_serving_path_does_not_import_torch() -> None:
     code = (
-        "import sys, pawpaw.preprocess, pawpaw.embed; "
+        "import sys, pawpaw.model.preprocess, pawpaw.model.embed; "
         "bad = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules]; "
         "assert not bad, bad"
     )

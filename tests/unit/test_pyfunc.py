@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pawpaw.preprocess import preprocess
-from pawpaw.pyfunc_model import PawpularityModel, PredictionError, save_model
+from pawpaw.model.preprocess import preprocess
+from pawpaw.model.pyfunc import PawpularityModel, PredictionError, save_model
 from tests.fixtures.models import TINY_CFG as CFG
 from tests.fixtures.models import TINY_HEAD as HEAD
 from tests.fixtures.models import predict_in_fresh_process
@@ -70,8 +70,16 @@ def test_saved_model_has_signature_example_and_serving_only_requirements(model_d
     # Models from code: no pickled Python object, and no copy of the training project's lock.
     assert not list(model_dir.rglob("*.pkl"))
     assert not (model_dir / "uv.lock").exists()
-    shipped = sorted(p.name for p in (model_dir / "code" / "pawpaw").glob("*.py"))
-    assert shipped == ["__init__.py", "heads.py", "preprocess.py"]
+    code = model_dir / "code" / "pawpaw"
+    shipped = sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py"))
+    assert shipped == [
+        "__init__.py",
+        "metrics.py",
+        "model/__init__.py",
+        "model/heads.py",
+        "model/preprocess.py",
+        "vendoring.py",
+    ]
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
     assert mlmodel["metadata"]["commit_id"] == "c0ffee"
     assert mlmodel["metadata"]["target_transform"] == "identity"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pawpaw.sampling import SampleError, SampleSpec, draw_sample, flag_shares
+from pawpaw.data.sampling import SampleError, SampleSpec, draw_sample, flag_shares
 from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS, TARGET
 
 pytestmark = pytest.mark.unit
@@ -131,7 +131,7 @@ def test_bad_pool_frames_are_named() -> None:
 
 
 def test_sample_key_is_canonical_and_distinguishes_what_matters(tmp_path) -> None:
-    from pawpaw.sampling import sample_key
+    from pawpaw.data.sampling import sample_key
 
     a = SampleSpec(n=100, seed=1, val_fraction=0.15, test_fraction=0.25, bias={"Blur": 1})
     b = SampleSpec(n=100, seed=1, val_fraction=0.15, test_fraction=0.25, bias={"Blur": 1.0})

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from pawpaw import synth
 from pawpaw.cli import app
-from pawpaw.kaggle import read_dataset
+from pawpaw.data.kaggle import read_dataset
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@
   ``images [N, 3, H, W] float32 -> features [N, D] float32`` (dynamic batch axis), checked
   against PyTorch before it is atomically moved into place.
 - :class:`Embedder` runs such a graph on CPU. Next to every ``<backbone_id>.onnx`` lies a
-  ``<backbone_id>.json`` holding the :class:`~pawpaw.preprocess.PreprocessConfig`, the
+  ``<backbone_id>.json`` holding the :class:`~pawpaw.model.preprocess.PreprocessConfig`, the
   ``backbone_id`` and ``dim``, so ``Embedder(onnx_path)`` needs no torch (serving).
   ``backbone_id = f"{model name}-{weights_id}-{preprocessing hash}"``: the file name includes
   the preprocessing hash because the graph's spatial size is fixed at export (TF "same" padding).
@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pawpaw.preprocess import ImageInput, PreprocessConfig, preprocess_one
-from pawpaw.schema import ID, LabeledImages
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.model.preprocess import ImageInput, PreprocessConfig, preprocess_one
+from pawpaw.schema import ID
 
 if TYPE_CHECKING:
     import torch
@@ -177,8 +178,8 @@ class Embedder:
         Exports ``data_dir/backbones/<backbone_id>.onnx`` (+ ``.json``) on first use and reuses
         it afterwards. ``input_size`` overrides the model's square input size (tests, speed).
         """
-        from pawpaw.backbone import create_backbone
         from pawpaw.config import get_settings
+        from pawpaw.model.backbone import create_backbone
 
         settings = settings or get_settings()
         weights = weights or settings.backbone_weights
@@ -203,7 +204,7 @@ class Embedder:
         **kwargs: Any,
     ) -> Embedder:
         """Export ``model`` into ``directory`` (unless that backbone_id is already there)."""
-        from pawpaw.backbone import weights_id
+        from pawpaw.model.backbone import weights_id
 
         cfg = PreprocessConfig.from_model(model, input_size=input_size)
         backbone_id = backbone_id_for(name, weights_id(model), cfg)

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from pawpaw.schema import ID, LabeledImages
+from pawpaw.schema import ID
+from pawpaw.data.labeled import LabeledImages
 
 __all__ = ["ANALYSIS_SIDE", "STAT_COLUMNS", "describe_images", "measure_image"]
 

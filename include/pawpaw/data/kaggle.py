@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET, LabeledImages
+from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
+from pawpaw.data.labeled import LabeledImages
 
 __all__ = ["CSV_NAMES", "IMAGE_FORMATS", "DataError", "read_dataset", "summarize"]
 

@@ -62,9 +62,10 @@ import numpy as np
 import pandas as pd
 
 from pawpaw.config import PROJECT_ROOT, Settings
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.data.sampling import SampleSpec, draw_sample, flag_shares
 from pawpaw.progress import say
-from pawpaw.sampling import SampleSpec, draw_sample, flag_shares
-from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS, TARGET, LabeledImages
+from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS, TARGET
 
 if TYPE_CHECKING:  # the SDK is imported lazily: `pawpaw --help` should not pay for it
     import lakefs

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pawpaw.lakefs_emulator.store import (
+from lakefs_emulator.store import (
     DEFAULT_CONTENT_TYPE,
     BadRequest,
     Change,

@@ -10,8 +10,8 @@ from types import TracebackType
 
 import uvicorn
 
-from pawpaw.lakefs_emulator.app import create_app
-from pawpaw.lakefs_emulator.store import Store
+from lakefs_emulator.app import create_app
+from lakefs_emulator.store import Store
 
 __all__ = ["EmulatorServer", "serve"]
 

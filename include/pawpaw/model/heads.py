@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pawpaw.metrics import rmse
+
 __all__ = [
     "HEAD_KINDS",
     "TRANSFORMS",
@@ -24,7 +26,6 @@ __all__ = [
     "HeadError",
     "fit_best_head",
     "fit_head",
-    "rmse",
 ]
 
 SCORE_MIN, SCORE_MAX = 1.0, 100.0
@@ -51,12 +52,6 @@ _PREDICT_CHUNK = 2048  # rows per kernel block in SVR prediction: bounds memory 
 
 class HeadError(ValueError):
     """Bad input to a head (shape mismatch, empty set, unknown kind, corrupt file)."""
-
-
-def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pawpaw.kaggle import summarize
+from pawpaw.data.kaggle import summarize
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 
 __all__ = [

@@ -1,15 +1,16 @@
 """The servable model: an MLflow pyfunc that turns encoded photos into Pawpularity scores.
 
-Pipeline per batch: decode + timm eval transform (:mod:`pawpaw.preprocess`, numpy + PIL) ->
-backbone features on ONNX Runtime ``[N, 3, H, W] -> [N, D]`` -> head (:mod:`pawpaw.heads`,
+Pipeline per batch: decode + timm eval transform (:mod:`pawpaw.model.preprocess`, numpy + PIL) ->
+backbone features on ONNX Runtime ``[N, 3, H, W] -> [N, D]`` -> head (:mod:`pawpaw.model.heads`,
 numpy) -> score in 1..100. Artifacts: the backbone ONNX graph, its preprocess config (JSON) and
 the head (npz, which also carries the target transform of a fine-tuned head).
 
 The model is logged as *models from code*: this file is the model's code and is executed by
-MLflow on load, and ``code_paths`` ships a minimal ``pawpaw`` package with only ``heads`` and
-``preprocess``. Nothing is cloudpickled, so loading needs no training code (no torch, no
-sklearn, no ``pawpaw.train``) and works wherever numpy, pillow, onnxruntime, pandas and mlflow
-are installed. :func:`save_model` writes such a model to a local folder.
+MLflow on load, and ``code_paths`` ships the ``pawpaw`` modules this file imports
+(``model.heads``, ``model.preprocess`` and theirs, see :mod:`pawpaw.vendoring`). Nothing is
+cloudpickled, so loading needs no training code (no torch, no sklearn, no ``pawpaw.train``) and
+works wherever numpy, pillow, onnxruntime, pandas and mlflow are installed. :func:`save_model`
+writes such a model to a local folder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import binascii
 import io
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,8 +31,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pawpaw.heads import FittedHead
-from pawpaw.preprocess import PreprocessConfig, preprocess
+from pawpaw.model.heads import FittedHead
+from pawpaw.model.preprocess import PreprocessConfig, preprocess
 
 __all__ = [
     "ARTIFACTS",
@@ -46,8 +46,6 @@ __all__ = [
 IMAGE_COLUMN = "image"
 ARTIFACTS = ("backbone", "preprocess", "head")  # artifact keys of the logged model
 _BATCH = 32  # images per ONNX Runtime call: bounds memory at 32 x 3 x H x W float32
-# The serving subset of the library that travels with the model as code_paths.
-_SERVING_MODULES = ("heads.py", "preprocess.py")
 
 
 class PredictionError(ValueError):
@@ -194,16 +192,12 @@ def _example_jpeg() -> bytes:
 
 
 def _serving_package(root: Path) -> Path:
-    """A minimal ``pawpaw`` package (heads + preprocess) to ship as the model's code_paths."""
-    src = Path(__file__).resolve().parent
-    pkg = root / "pawpaw"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        '"""The serving subset of pawpaw, shipped with each MLflow model."""\n'
-    )
-    for name in _SERVING_MODULES:
-        shutil.copy2(src / name, pkg / name)
-    return pkg
+    """The ``pawpaw`` modules this file imports (heads, preprocess, ...), to ship as the
+    model's code_paths; returns the package folder."""
+    from pawpaw.vendoring import vendor_pawpaw
+
+    vendor_pawpaw([Path(__file__).resolve()], root)
+    return root / "pawpaw"
 
 
 @contextmanager
@@ -271,5 +265,5 @@ def save_model(
 
 # Executed by MLflow as the model's code file (models from code), not when imported as part of
 # the library: only then does it declare the model object.
-if __name__ != "pawpaw.pyfunc_model":
+if __name__ != "pawpaw.model.pyfunc":
     mlflow.models.set_model(PawpularityModel())

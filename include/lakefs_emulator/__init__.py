@@ -11,8 +11,8 @@ Production runs a real lakeFS; `tests/integration/test_lakefs_contract.py` runs 
 Start it with ``pawpaw lakefs-emulator`` or embed it with :class:`EmulatorServer`.
 """
 
-from pawpaw.lakefs_emulator.app import EMULATOR_VERSION, create_app
-from pawpaw.lakefs_emulator.server import EmulatorServer, serve
-from pawpaw.lakefs_emulator.store import Store
+from lakefs_emulator.app import EMULATOR_VERSION, create_app
+from lakefs_emulator.server import EmulatorServer, serve
+from lakefs_emulator.store import Store
 
 __all__ = ["EMULATOR_VERSION", "EmulatorServer", "Store", "create_app", "serve"]

@@ -3,7 +3,7 @@
 The network is the pretrained timm backbone (classifier removed, pooled features ``[N, D]``)
 followed by a one-output linear head. Loss: BCE-with-logits on ``Pawpularity / 100`` (the
 Kaggle practice: a bounded target, robust to the pile-up at 100). Images go through the SAME
-:func:`pawpaw.preprocess.preprocess_one` as serving; training adds only light augmentation
+:func:`pawpaw.model.preprocess.preprocess_one` as serving; training adds only light augmentation
 before it (horizontal flip, a mild random crop of the decoded photo).
 
 Output contract, identical in shape to the frozen-features ("head") mode so serving has one
@@ -11,7 +11,7 @@ code path:
 
 - ``FinetuneResult.onnx_path``: the fine-tuned backbone as ONNX, ``images [N, 3, H, W] ->
   features [N, D]``, with the same ``.json`` sidecar as every exported backbone, so
-  ``pawpaw.embed.Embedder(onnx_path)`` embeds with it (and caches under its own backbone_id);
+  ``pawpaw.model.embed.Embedder(onnx_path)`` embeds with it (and caches under its own backbone_id);
 - ``head_weights`` ``[D]`` float32 and ``head_bias`` (a float): the fine-tuned linear layer;
 - ``target_transform = "sigmoid*100"``:
   ``score = clip(sigmoid(features @ head_weights + head_bias) * 100, 1, 100)``
@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pawpaw.preprocess import PreprocessConfig, decode_image, preprocess_one
+from pawpaw.data.labeled import LabeledImages
+from pawpaw.model.preprocess import PreprocessConfig, decode_image, preprocess_one
 from pawpaw.progress import say
-from pawpaw.schema import ID, TARGET, LabeledImages
+from pawpaw.schema import ID, TARGET
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "predict_scores"]
 
@@ -47,7 +48,7 @@ class FinetuneConfig:
     """Hyper-parameters of a fine-tuning run (all JSON-serialisable: log them as params)."""
 
     backbone: str = "tf_efficientnet_lite0"
-    weights: str = "package"  # see pawpaw.backbone.create_backbone
+    weights: str = "package"  # see pawpaw.model.backbone.create_backbone
     input_size: int | None = None  # None: the model's own (224 for lite0)
     epochs: int = 10
     batch_size: int = 32
@@ -114,8 +115,8 @@ def finetune(
     The best epoch's network is exported to ``out_dir/<backbone_id>.onnx`` (default:
     ``settings.data_dir / "backbones"``, beside the frozen backbones).
     """
-    from pawpaw.backbone import create_backbone, weights_id
-    from pawpaw.embed import backbone_id_for, export_onnx
+    from pawpaw.model.backbone import create_backbone, weights_id
+    from pawpaw.model.embed import backbone_id_for, export_onnx
 
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"finetune needs train and val rows (got {len(train)} and {len(val)})")
