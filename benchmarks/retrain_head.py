@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from lakefs_emulator import EmulatorServer
 
 from pawpaw import registry, synth, versioning
@@ -38,7 +36,6 @@ from pawpaw.config import PROJECT_ROOT, Settings
 from pawpaw.data import kaggle
 from pawpaw.data.sampling import SampleSpec
 from pawpaw.evaluation import evaluate, load_predictions
-from pawpaw.schema import ID, TARGET
 from pawpaw.train import train
 
 
@@ -121,18 +118,11 @@ def main() -> None:
             assert result is not None
             preds = load_predictions(settings, cold.version, commit)
 
-    truth = (
-        pd.read_csv(pool_dir / "synth_truth.csv", dtype={ID: str})
-        if (pool_dir / "synth_truth.csv").is_file()
-        else None
-    )
-    floor_test = None
-    if truth is not None:
-        joined = preds.merge(truth[[ID, "noise_free"]], on=ID, validate="one_to_one")
-        floor_test = float(np.sqrt(np.mean((joined[TARGET] - joined["noise_free"]) ** 2)))
-        # What the best possible predictor (the noise-free score) gets on exactly these rows.
+    # What the best possible predictor (the noise-free score) gets on exactly the test rows.
+    floors = synth.split_noise_floors(pool_dir, {"test": preds})
+    floor_test = floors["test"] if floors is not None else None
     synth_doc = json.loads((pool_dir / "synth.json").read_text())
-    floor_pool = synth_doc.get("noise_floor")
+    floor_pool = synth.pool_noise_floor(synth_doc)
     floor = floor_test if floor_test is not None else floor_pool
 
     numbers.update(

@@ -3,21 +3,22 @@
 Three layers: :class:`BodySizeLimit` refuses an oversized request before its body is stored
 (413); :class:`MultipartGuard` answers 415/400 for API calls that are not well-formed multipart
 with files in the expected field (BentoML's own parser would answer 500, or try to download a
-text field as a URL); and :func:`check_image` validates each uploaded file (empty, too large,
-not an image, truncated, too many pixels) with a message a volunteer can act on.
+text field as a URL); and :func:`check_image` validates each uploaded file with the project's
+one image check (:mod:`pawpaw.data.images`: empty, too large, not a JPEG/PNG/WebP image,
+truncated, too many pixels), with a message a volunteer can act on.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pawpaw.data.images import ImageError
+from pawpaw.data.images import check_image as _check_image
 
 __all__ = [
     "MAX_IMAGE_BYTES",
@@ -36,45 +37,17 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for a batch of photos in one predic
 MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera, below decompression bombs
 
 
-class InvalidImage(ValueError):
-    """The upload is not a photo we can score; the message says why."""
+# The project's one image check, with the service's limits; its error is the service's.
+InvalidImage = ImageError
 
 
 def check_image(data: bytes) -> tuple[int, int]:
-    """Validate encoded image bytes; return (width, height) or raise :class:`InvalidImage`."""
-    if not data:
-        raise InvalidImage("the upload is empty (0 bytes); choose a photo file")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidImage(
-            f"the photo is {len(data) / 2**20:.1f} MB; the limit is "
-            f"{MAX_IMAGE_BYTES / 2**20:.0f} MB per photo"
-        )
-    try:
-        with warnings.catch_warnings():
-            # PIL warns (not raises) between MAX_IMAGE_PIXELS and 2x; we check pixels below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                size = img.size
-                if size[0] * size[1] > MAX_PIXELS:
-                    raise InvalidImage(
-                        f"the photo is {size[0]}x{size[1]} pixels; the limit is "
-                        f"{MAX_PIXELS // 1_000_000} megapixels"
-                    )
-                # Decode the whole file (a truncated one fails here, not in the model); JPEG at
-                # reduced scale in the DCT, which reads every byte at a fraction of the cost.
-                img.draft("RGB", (512, 512))
-                img.load()
-    except InvalidImage:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"the photo has too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # PIL's ways of saying "not an image"
-        if isinstance(exc, Image.UnidentifiedImageError):
-            raise InvalidImage(
-                "the file is not an image we can read; upload a JPEG, PNG or WebP photo"
-            ) from None
-        raise InvalidImage(f"the image is damaged or truncated ({exc})") from None
-    return size
+    """Validate encoded image bytes; return (width, height) or raise :class:`InvalidImage`.
+
+    Accepted: what :mod:`pawpaw.data.images` accepts (JPEG, PNG, WebP), decoded whole (a
+    truncated file fails here, not in the model), up to ``MAX_IMAGE_BYTES`` and ``MAX_PIXELS``.
+    """
+    return _check_image(data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_PIXELS).size
 
 
 def check_upload(path: Path) -> Path:

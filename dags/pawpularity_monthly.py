@@ -15,8 +15,9 @@ Every month a new sample of shelter photos arrives. This DAG keeps the serving m
 5. **has_reference -> drift** — NannyML drift of predictions and image statistics against the
    previous evaluated month, written to the monitoring database (Grafana reads it).
 
-Every task is one call into `pawpaw.pipeline`; XCom carries only ids and small metric dicts.
-The trigger form's parameters are the control panel.
+Every task is one call into the `pawpaw.pipeline` function of the same name; XCom carries
+only ids and small metric dicts. The trigger form's parameters are the control panel; their
+defaults come from the `PAWPAW_*` settings.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
+from pawpaw.config import TRAIN_MODES, get_settings
+from pawpaw.schema import FLAGS, MIN_SAMPLE_SIZE
 from pawpaw_airflow import pipeline_settings
 
 JOIN = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
-
-FLAG_NAMES = [
-    "Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory",
-    "Group", "Collage", "Human", "Occlusion", "Info", "Blur",
-]  # fmt: skip
+DEFAULTS = get_settings()  # PAWPAW_* environment and .env: the trigger form's defaults
 
 
 @dag(
@@ -52,10 +51,10 @@ FLAG_NAMES = [
             description="Raw pool (Kaggle-format folder or zip). Empty: the default pool.",
         ),
         "sample_size": Param(
-            2000,
+            DEFAULTS.sample_size,
             type="integer",
-            minimum=120,
-            description="Rows to draw (at least 120: drift needs 30 test rows).",
+            minimum=MIN_SAMPLE_SIZE,
+            description=f"Rows to draw (at least {MIN_SAMPLE_SIZE}: drift needs 30 test rows).",
         ),
         "seed": Param(
             None,
@@ -66,11 +65,11 @@ FLAG_NAMES = [
             {},
             type="object",
             description='Flag shares to force, e.g. {"Blur": 0.5}: simulates a shifted month.',
-            propertyNames={"enum": FLAG_NAMES},
+            propertyNames={"enum": list(FLAGS)},
             additionalProperties={"type": "number", "minimum": 0, "maximum": 1},
         ),
         "threshold_ratio": Param(
-            0.95,
+            DEFAULTS.retrain_threshold_ratio,
             type="number",
             minimum=0.1,
             maximum=2.0,
@@ -78,8 +77,8 @@ FLAG_NAMES = [
         ),
         "force_retrain": Param(False, type="boolean", description="Train a challenger anyway."),
         "train_mode": Param(
-            "head",
-            enum=["head", "finetune"],
+            DEFAULTS.train_mode,
+            enum=list(TRAIN_MODES),
             description="head: frozen backbone + regression head (CPU, seconds). "
             "finetune: the full network (GPU path).",
         ),
@@ -94,7 +93,7 @@ def pawpularity_monthly():
         params, run = ctx["params"], ctx["dag_run"]
         when = run.logical_date or run.run_after
         seed = params["seed"] if params["seed"] is not None else pipeline.month_seed(when)
-        return pipeline.sample_month(
+        return pipeline.sample(
             pipeline_settings(),
             pool=params["pool"],
             n=params["sample_size"],
@@ -107,14 +106,14 @@ def pawpularity_monthly():
     def evaluate_champion(sampled: dict) -> dict:
         from pawpaw import pipeline
 
-        return pipeline.evaluate_model(pipeline_settings(), sampled["commit_id"])
+        return pipeline.evaluate_champion(pipeline_settings(), sampled["commit_id"])
 
     @task.branch
     def needs_training(champion_eval: dict) -> str:
         from pawpaw import pipeline
 
         params = get_current_context()["params"]
-        retrain, reason = pipeline.decide_training(
+        retrain, reason = pipeline.needs_training(
             champion_eval,
             threshold_ratio=params["threshold_ratio"],
             force=params["force_retrain"],
@@ -133,15 +132,15 @@ def pawpularity_monthly():
     def evaluate_challenger(sampled: dict, challenger: dict) -> dict:
         from pawpaw import pipeline
 
-        return pipeline.evaluate_model(
-            pipeline_settings(), sampled["commit_id"], version=challenger["version"]
+        return pipeline.evaluate_challenger(
+            pipeline_settings(), sampled["commit_id"], challenger["version"]
         )
 
     @task.branch
     def should_promote(champion_eval: dict, challenger_eval: dict) -> str:
         from pawpaw import pipeline
 
-        promote_it, reason = pipeline.decide_promotion(champion_eval, challenger_eval)
+        promote_it, reason = pipeline.should_promote(champion_eval, challenger_eval)
         print(f"should_promote={promote_it}: {reason}")
         return "promote" if promote_it else "keep_champion"
 
@@ -149,19 +148,19 @@ def pawpularity_monthly():
     def promote(challenger: dict) -> dict:
         from pawpaw import pipeline
 
-        return pipeline.promote_challenger(pipeline_settings(), challenger["version"])
+        return pipeline.promote(pipeline_settings(), challenger["version"])
 
     @task
     def export() -> dict:
         from pawpaw import pipeline
 
-        return pipeline.export_champion(pipeline_settings())
+        return pipeline.export(pipeline_settings())
 
     @task.branch(trigger_rule=JOIN)
     def has_reference(sampled: dict) -> str:
         from pawpaw import pipeline
 
-        reference = pipeline.find_reference(pipeline_settings(), sampled["commit_id"])
+        reference = pipeline.has_reference(pipeline_settings(), sampled["commit_id"])
         print(f"drift reference: {reference or 'none (first evaluated month)'}")
         return "drift" if reference else "no_reference"
 
@@ -169,15 +168,15 @@ def pawpularity_monthly():
     def drift(sampled: dict) -> dict:
         from pawpaw import pipeline
 
-        return pipeline.measure_drift(pipeline_settings(), sampled["commit_id"])
+        return pipeline.drift(pipeline_settings(), sampled["commit_id"])
 
     sampled = sample()
     champion_eval = evaluate_champion(sampled)
-    decide = needs_training(champion_eval)
+    training = needs_training(champion_eval)
     skip_training = EmptyOperator(task_id="skip_training")
     challenger = train_challenger(sampled)
     challenger_eval = evaluate_challenger(sampled, challenger)
-    decide_promotion = should_promote(champion_eval, challenger_eval)
+    promotion = should_promote(champion_eval, challenger_eval)
     keep_champion = EmptyOperator(task_id="keep_champion")
     promoted = promote(challenger)
     exported = export()
@@ -185,8 +184,8 @@ def pawpularity_monthly():
     no_reference = EmptyOperator(task_id="no_reference")
     done = EmptyOperator(task_id="done", trigger_rule=JOIN)
 
-    decide >> [challenger, skip_training]
-    decide_promotion >> [promoted, keep_champion]
+    training >> [challenger, skip_training]
+    promotion >> [promoted, keep_champion]
     promoted >> exported
     [skip_training, keep_champion, exported] >> reference
     reference >> [drift(sampled), no_reference] >> done

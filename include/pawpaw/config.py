@@ -12,10 +12,20 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PROJECT_ROOT", "Settings", "get_settings"]
+from pawpaw.schema import MIN_SAMPLE_SIZE
+
+__all__ = ["PROJECT_ROOT", "TRAIN_MODES", "WEIGHTS_SOURCES", "Settings", "get_settings"]
 
 # include/pawpaw/config.py -> the repository root (an editable install keeps this true).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# head: frozen backbone + regression head (CPU, seconds); finetune: the whole network (GPU).
+TRAIN_MODES: tuple[str, ...] = ("head", "finetune")
+# Where pretrained backbone weights come from (see pawpaw.model.backbone).
+WEIGHTS_SOURCES: tuple[str, ...] = ("package", "hub", "none")
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return f"^({'|'.join(choices)})$"
 
 
 class Settings(BaseSettings):
@@ -53,14 +63,14 @@ class Settings(BaseSettings):
     backbone_weights: str = Field(
         default="package", pattern="^(package|hub|none)$", description="See pawpaw.model.backbone."
     )
-    train_mode: str = Field(default="head", pattern="^(head|finetune)$")
+    train_mode: str = Field(default="head", pattern=_one_of(TRAIN_MODES))
     embed_batch_size: int = Field(default=32, ge=1)
     embed_threads: int = Field(default=0, ge=0, description="0: all cores.")
     # Retrain when the champion's RMSE exceeds this fraction of the mean predictor's RMSE.
     retrain_threshold_ratio: float = Field(default=0.95, gt=0, le=2)
 
     # --- sampling ----------------------------------------------------------------------
-    sample_size: int = Field(default=2000, ge=10)
+    sample_size: int = Field(default=2000, ge=MIN_SAMPLE_SIZE)
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.25, gt=0, lt=0.6)
 

@@ -15,22 +15,23 @@ from __future__ import annotations
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pawpaw.progress import say
+from pawpaw.decisions import EvalResult
+from pawpaw.metrics import regression_metrics, rmse
+from pawpaw.progress import Progress, say
 from pawpaw.registry import (
     CHAMPION,
+    RegistryError,
     alias_version,
-    ensure_experiment,
-    guarded_run,
-    is_missing,
-    mlflow_client,
+    check_version,
+    training_commit,
 )
 from pawpaw.schema import FLAGS, ID, TARGET
+from pawpaw.tracking import COMMIT_TAG, ensure_experiment, guarded_run, mlflow_client
 
 if TYPE_CHECKING:
     import lakefs
@@ -41,11 +42,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREDICTIONS_ARTIFACT",
-    "EvalResult",
     "EvaluationError",
+    "describe_models",
     "evaluate",
     "evaluation_experiment",
     "evaluations_of",
+    "head_to_head",
     "load_model",
     "load_predictions",
     "previous_evaluated_commit",
@@ -60,46 +62,6 @@ class EvaluationError(RuntimeError):
     """An evaluation that cannot be done (unknown version, empty test split, bad image)."""
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    """Metrics of one model version on one commit's test split (JSON-friendly for XCom)."""
-
-    registered_model: str
-    version: str
-    commit_id: str
-    rmse: float
-    mae: float
-    r2: float
-    mean_rmse: float  # RMSE of predicting the train split's mean Pawpularity
-    n_test: int
-    run_id: str
-    noise_floor: float | None = None  # the synthetic generator's best achievable RMSE
-
-    @property
-    def ratio(self) -> float:
-        """RMSE relative to the mean predictor (< 1: better than knowing nothing)."""
-        return self.rmse / self.mean_rmse if self.mean_rmse else float("inf")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown EvalResult field(s) {unknown}")
-        return cls(**data)
-
-    def summary(self) -> str:
-        floor = f", noise floor {self.noise_floor:.3f}" if self.noise_floor is not None else ""
-        return (
-            f"v{self.version} on commit {self.commit_id[:12]} (n={self.n_test}): "
-            f"RMSE {self.rmse:.3f} (mean predictor {self.mean_rmse:.3f}{floor}), "
-            f"MAE {self.mae:.3f}, R^2 {self.r2:.3f}"
-        )
-
-
 def evaluation_experiment(settings: Settings) -> str:
     return f"{settings.mlflow_experiment}-evaluations"
 
@@ -107,13 +69,13 @@ def evaluation_experiment(settings: Settings) -> str:
 # --- finding stored evaluations ---------------------------------------------------------------
 def _eval_runs(
     settings: Settings,
-    client: MlflowClient,
+    ml: MlflowClient,
     *,
     version: str | None = None,
     commit_id: str | None = None,
     max_results: int = 1000,
 ) -> list[Any]:
-    experiment = client.get_experiment_by_name(evaluation_experiment(settings))
+    experiment = ml.get_experiment_by_name(evaluation_experiment(settings))
     if experiment is None:
         return []
     clauses = [
@@ -123,8 +85,8 @@ def _eval_runs(
     if version is not None:
         clauses.append(f"tags.`pawpaw.model_version` = '{version}'")
     if commit_id is not None:
-        clauses.append(f"tags.`pawpaw.commit_id` = '{commit_id}'")
-    return client.search_runs(
+        clauses.append(f"tags.`{COMMIT_TAG}` = '{commit_id}'")
+    return ml.search_runs(
         [experiment.experiment_id],
         filter_string=" and ".join(clauses),
         order_by=["attributes.start_time DESC"],
@@ -137,7 +99,7 @@ def _result_of(run: Any) -> EvalResult:
     return EvalResult(
         registered_model=tags["pawpaw.registered_model"],
         version=tags["pawpaw.model_version"],
-        commit_id=tags["pawpaw.commit_id"],
+        commit_id=tags[COMMIT_TAG],
         rmse=float(m["rmse"]),
         mae=float(m["mae"]),
         r2=float(m["r2"]),
@@ -149,11 +111,11 @@ def _result_of(run: Any) -> EvalResult:
 
 
 def evaluations_of(
-    settings: Settings, version: str, *, client: MlflowClient | None = None
+    settings: Settings, version: str, *, ml: MlflowClient | None = None
 ) -> list[EvalResult]:
     """Every stored evaluation of ``version``, newest first."""
-    client = client or mlflow_client(settings)
-    return [_result_of(r) for r in _eval_runs(settings, client, version=str(version))]
+    ml = ml or mlflow_client(settings)
+    return [_result_of(r) for r in _eval_runs(settings, ml, version=str(version))]
 
 
 def previous_evaluated_commit(settings: Settings, commit_id: str) -> str | None:
@@ -171,12 +133,10 @@ def previous_evaluated_commit(settings: Settings, commit_id: str) -> str | None:
             f"commit {commit_id} is not a sample commit on {settings.lakefs_repo}/"
             f"{settings.lakefs_branch}"
         )
-    client = mlflow_client(settings)
+    ml = mlflow_client(settings)
     # One query per older commit, newest first (usually the first answers): no result cap.
     older = history[position + 1 :]
-    return next(
-        (c for c in older if _eval_runs(settings, client, commit_id=c, max_results=1)), None
-    )
+    return next((c for c in older if _eval_runs(settings, ml, commit_id=c, max_results=1)), None)
 
 
 def load_predictions(settings: Settings, version: str, commit_id: str) -> pd.DataFrame:
@@ -186,15 +146,15 @@ def load_predictions(settings: Settings, version: str, commit_id: str) -> pd.Dat
     """
     import pandas as pd
 
-    client = mlflow_client(settings)
-    runs = _eval_runs(settings, client, version=str(version), commit_id=commit_id, max_results=1)
+    ml = mlflow_client(settings)
+    runs = _eval_runs(settings, ml, version=str(version), commit_id=commit_id, max_results=1)
     if not runs:
         raise EvaluationError(
             f"no evaluation of {settings.registered_model} v{version} on commit {commit_id}: "
             "run `pawpaw evaluate` first"
         )
     with tempfile.TemporaryDirectory(prefix="pawpaw-preds-") as tmp:
-        local = client.download_artifacts(runs[0].info.run_id, PREDICTIONS_ARTIFACT, tmp)
+        local = ml.download_artifacts(runs[0].info.run_id, PREDICTIONS_ARTIFACT, tmp)
         return pd.read_parquet(local)
 
 
@@ -220,7 +180,7 @@ def _predict(model: Any, data: Any, progress: bool) -> np.ndarray:
 
     ids = [str(i) for i in data.frame[ID]]
     out = np.empty(len(ids), dtype=np.float64)
-    started = time.monotonic()
+    counter = Progress(len(ids), "  scored test images", enabled=progress, unit="img")
     with ThreadPoolExecutor(max_workers=_FETCH_WORKERS) as pool:
         for start in range(0, len(ids), _BATCH):
             chunk = ids[start : start + _BATCH]
@@ -233,21 +193,14 @@ def _predict(model: Any, data: Any, progress: bool) -> np.ndarray:
                     f" (Ids {chunk[0]}..{chunk[-1]}) failed: {exc}"
                 ) from exc
             out[start : start + len(chunk)] = np.asarray(scores, dtype=np.float64).reshape(-1)
-            done = start + len(chunk)
-            rate = done / max(time.monotonic() - started, 1e-9)
-            say(progress, f"  scored {done}/{len(ids)} test images ({rate:.1f} img/s)")
+            counter.advance(len(chunk))
     return out
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray, train_mean: float) -> dict[str, float]:
-    err = pred - y
-    sst = float(np.sum((y - y.mean()) ** 2))
     return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        # R^2 is undefined on a constant target; report 0 (no better than the mean).
-        "r2": float(1.0 - np.sum(err**2) / sst) if sst > 0 else 0.0,
-        "mean_rmse": float(np.sqrt(np.mean((y - train_mean) ** 2))),
+        **regression_metrics(y, pred),
+        "mean_rmse": rmse(y, np.full_like(y, train_mean)),
         "n_test": float(len(y)),
     }
 
@@ -257,7 +210,7 @@ def evaluate(
     commit_id: str,
     *,
     version: str | None = None,
-    client: lakefs.Client | None = None,
+    lakefs_client: lakefs.Client | None = None,
     progress: bool = True,
 ) -> EvalResult | None:
     """RMSE, MAE, R^2 and the mean-predictor RMSE of ``version`` (None: the champion) on the
@@ -265,8 +218,6 @@ def evaluate(
 
     Reuses a stored evaluation of the same (version, commit); otherwise computes and stores it.
     """
-    from mlflow.exceptions import MlflowException
-
     from pawpaw.versioning import VersioningError, load_split, sample_info
 
     ml = mlflow_client(settings)
@@ -276,16 +227,13 @@ def evaluate(
         if version is None:
             say(progress, f"model {name!r} has no champion yet: nothing to evaluate")
             return None
-    version = str(version)
     try:
-        ml.get_model_version(name, version)
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-        raise EvaluationError(f"model {name!r} has no version {version!r}") from exc
+        version = check_version(settings, str(version), ml)
+    except RegistryError as exc:
+        raise EvaluationError(str(exc)) from exc
 
     try:
-        info = sample_info(settings, commit_id, client=client)
+        info = sample_info(settings, commit_id, client=lakefs_client)
     except VersioningError as exc:
         raise EvaluationError(f"commit {commit_id}: {exc}") from exc
     commit_id = info["commit_id"]  # the full id: abbreviations must not split the cache
@@ -298,8 +246,8 @@ def evaluate(
         return result
 
     try:
-        test = load_split(settings, commit_id, "test", client=client)
-        train = load_split(settings, commit_id, "train", client=client)
+        test = load_split(settings, commit_id, "test", client=lakefs_client)
+        train = load_split(settings, commit_id, "train", client=lakefs_client)
     except VersioningError as exc:
         raise EvaluationError(f"commit {commit_id}: {exc}") from exc
     if len(test) == 0 or len(train) == 0:
@@ -320,6 +268,27 @@ def evaluate(
     return result
 
 
+def head_to_head(
+    settings: Settings,
+    version: str,
+    *,
+    lakefs_client: lakefs.Client | None = None,
+    progress: bool = True,
+) -> tuple[EvalResult | None, EvalResult]:
+    """The champion (None if there is none) and ``version``, both evaluated on the test split
+    of the commit ``version`` was trained on: the inputs of ``decisions.should_promote``."""
+    try:
+        commit = training_commit(settings, version)
+    except RegistryError as exc:
+        raise EvaluationError(str(exc)) from exc
+    champion = evaluate(settings, commit, lakefs_client=lakefs_client, progress=progress)
+    challenger = evaluate(
+        settings, commit, version=version, lakefs_client=lakefs_client, progress=progress
+    )
+    assert challenger is not None  # an explicit version always evaluates (or raises)
+    return champion, challenger
+
+
 def _store(
     settings: Settings,
     ml: MlflowClient,
@@ -337,7 +306,7 @@ def _store(
         "pawpaw.kind": "evaluation",
         "pawpaw.registered_model": settings.registered_model,
         "pawpaw.model_version": version,
-        "pawpaw.commit_id": commit_id,
+        COMMIT_TAG: commit_id,
     }
     run_name = f"eval-v{version}-{commit_id[:12]}"
     with guarded_run(ml, experiment_id, tags=tags, run_name=run_name) as run:
@@ -361,3 +330,56 @@ def _store(
             ml.log_artifact(run_id, str(path))
         ml.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+# --- reports -----------------------------------------------------------------------------------
+def describe_models(settings: Settings) -> list[dict[str, Any]]:
+    """Every version of the registered model, newest first: aliases, training facts, metrics.
+
+    Keys: ``version``, ``aliases``, ``created`` (ISO), ``run_id``, ``commit_id``, ``mode``,
+    ``head``, ``val_rmse``, and ``evaluations`` (list of {commit_id, rmse, mean_rmse, mae, r2},
+    newest first).
+    """
+    from datetime import UTC, datetime
+
+    ml = mlflow_client(settings)
+    name = settings.registered_model
+    if not ml.search_registered_models(filter_string=f"name = '{name}'"):
+        return []
+    versions = ml.search_model_versions(f"name = '{name}'")
+    aliases: dict[str, list[str]] = {}
+    for alias, v in ml.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(v), []).append(alias)
+    rows = []
+    for mv in sorted(versions, key=lambda m: int(m.version), reverse=True):
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = ml.get_run(mv.run_id).data.metrics
+            except Exception:  # a deleted run: the version stays listable
+                metrics = {}
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
+                "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC).isoformat(
+                    timespec="seconds"
+                ),
+                "run_id": mv.run_id,
+                "commit_id": mv.tags.get(COMMIT_TAG),
+                "mode": mv.tags.get("pawpaw.mode"),
+                "head": mv.tags.get("pawpaw.head"),
+                "val_rmse": metrics.get("val_rmse"),
+                "evaluations": [
+                    {
+                        "commit_id": e.commit_id,
+                        "rmse": e.rmse,
+                        "mean_rmse": e.mean_rmse,
+                        "mae": e.mae,
+                        "r2": e.r2,
+                    }
+                    for e in evaluations_of(settings, str(mv.version), ml=ml)
+                ],
+            }
+        )
+    return rows

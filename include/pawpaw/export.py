@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from pawpaw.config import Settings
 from pawpaw.progress import say
-from pawpaw.registry import CHAMPION
+from pawpaw.registry import CHAMPION, alias_version
+from pawpaw.tracking import COMMIT_TAG, mlflow_client
 from pawpaw.vendoring import VendoringError, vendor_pawpaw
 
 if TYPE_CHECKING:
     import bentoml
 
 __all__ = [
-    "CHAMPION_ALIAS",
     "ExportError",
     "ExportResult",
     "bento_env",
@@ -48,8 +48,6 @@ __all__ = [
     "stage_bento_context",
 ]
 
-CHAMPION_ALIAS = CHAMPION  # the alias that is exported
-COMMIT_TAG = "pawpaw.commit_id"  # run tag set by training: the lakeFS commit it trained on
 _GENERATED = ("champion.json", "model-requirements.txt")  # written by staging, never copied
 _MLFLOW_MODEL_FOLDER = "mlflow_model"  # where bentoml.mlflow keeps the MLflow model
 
@@ -146,21 +144,15 @@ def request_score(url: str, image: bytes, *, timeout: float = 60.0) -> float:
 
 def _champion(settings: Settings) -> dict[str, Any]:
     """The champion's version, labels (provenance) and metrics, read from the registry."""
-    from mlflow.exceptions import MlflowException
-
-    from pawpaw.registry import mlflow_client
-
-    uri = settings.tracking_uri
     client = mlflow_client(settings)
     name = settings.registered_model
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException as exc:
+    version = alias_version(settings, CHAMPION, client)
+    if version is None:
         raise ExportError(
-            f"no champion to export: registered model {name!r} has no alias "
-            f"{CHAMPION_ALIAS!r} in {_redact(uri)} ({exc.message.splitlines()[0]}); "
-            "train and promote a model first"
-        ) from None
+            f"no champion to export: registered model {name!r} has no alias {CHAMPION!r} in "
+            f"{_redact(settings.tracking_uri)}; train and promote a model first"
+        )
+    mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id) if mv.run_id else None
     run_tags = run.data.tags if run else {}
     metrics = dict(run.data.metrics) if run else {}
@@ -170,7 +162,7 @@ def _champion(settings: Settings) -> dict[str, Any]:
         "run_id": mv.run_id or "",
         # Training tags both the version and its run; either is the provenance we want.
         "commit_id": mv.tags.get(COMMIT_TAG) or run_tags.get(COMMIT_TAG, ""),
-        "stage": CHAMPION_ALIAS,
+        "stage": CHAMPION,
     }
     # Resolved here, with this client: MLflow's `models:/` download would use the global
     # registry URI, and a library function must not set that.

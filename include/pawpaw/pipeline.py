@@ -1,29 +1,48 @@
-"""The monthly pipeline's steps, one function per DAG task.
+"""The monthly pipeline's steps: one function per DAG task, under the task's own name.
 
 Each function takes Settings plus references (lakeFS commit ids, model versions) and returns a
 small JSON-friendly dict: that is what travels through Airflow XCom. The DAG in
-``dags/pawpularity_monthly.py`` only wires these; ``pawpaw demo`` runs that DAG.
+``dags/pawpularity_monthly.py`` only wires these; each one is a single call into the library:
+
+=====================  ==========================================================
+DAG task / function    library
+=====================  ==========================================================
+``sample``             :func:`pawpaw.versioning.commit_sample`
+``evaluate_champion``  :func:`pawpaw.evaluation.evaluate` (the ``champion`` alias)
+``needs_training``     :func:`pawpaw.decisions.needs_training`
+``train_challenger``   :func:`pawpaw.train.train`
+``evaluate_challenger`` :func:`pawpaw.evaluation.evaluate` (the new version)
+``should_promote``     :func:`pawpaw.decisions.should_promote`
+``promote``            :func:`pawpaw.registry.promote`
+``export``             :func:`pawpaw.export.export_champion`
+``has_reference``      :func:`pawpaw.evaluation.previous_evaluated_commit`
+``drift``              :func:`pawpaw.drift.measure_drift`
+=====================  ==========================================================
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pawpaw.config import Settings
 
+if TYPE_CHECKING:
+    from pawpaw.decisions import EvalResult
+
 __all__ = [
-    "decide_promotion",
-    "decide_training",
     "default_pool",
-    "evaluate_model",
-    "export_champion",
-    "find_reference",
-    "measure_drift",
+    "drift",
+    "evaluate_challenger",
+    "evaluate_champion",
+    "export",
+    "has_reference",
     "month_seed",
-    "promote_challenger",
-    "sample_month",
+    "needs_training",
+    "promote",
+    "sample",
+    "should_promote",
     "train_challenger",
 ]
 
@@ -38,7 +57,7 @@ def month_seed(when: datetime) -> int:
     return when.year * 100 + when.month
 
 
-def sample_month(
+def sample(
     settings: Settings,
     *,
     pool: str | None,
@@ -66,77 +85,94 @@ def sample_month(
     return {"commit_id": result.commit_id, "created": result.created, "key": key}
 
 
-def evaluate_model(settings: Settings, commit_id: str, version: str | None = None) -> dict:
-    """Evaluate a model version (default: the champion) on the commit's test split (cached).
-
-    Returns ``{"evaluation": <EvalResult dict> | None}``; None when there is no champion yet
-    (wrapped, because Airflow stores no XCom for a bare None).
-    """
-    from pawpaw import evaluation
-
-    result = evaluation.evaluate(settings, commit_id, version=version)
+def _evaluated(result: EvalResult | None) -> dict[str, Any]:
+    # Wrapped: Airflow stores no XCom for a bare None (no champion yet).
     return {"evaluation": None if result is None else result.to_dict()}
 
 
-def _result(evaluated: dict):
-    from pawpaw.evaluation import EvalResult
+def _result(evaluated: dict[str, Any]) -> EvalResult | None:
+    from pawpaw.decisions import EvalResult
 
-    return (
-        None if evaluated["evaluation"] is None else EvalResult.from_dict(evaluated["evaluation"])
-    )
+    found = evaluated["evaluation"]
+    return None if found is None else EvalResult.from_dict(found)
 
 
-def decide_training(
-    champion_eval: dict, *, threshold_ratio: float, force: bool
+def evaluate_champion(settings: Settings, commit_id: str) -> dict[str, Any]:
+    """The champion on the commit's test split (stored once per version and commit);
+    ``{"evaluation": None}`` when there is no champion yet."""
+    from pawpaw.evaluation import evaluate
+
+    return _evaluated(evaluate(settings, commit_id))
+
+
+def needs_training(
+    champion_eval: dict[str, Any], *, threshold_ratio: float, force: bool
 ) -> tuple[bool, str]:
-    from pawpaw import registry
+    """Retrain? (yes/no, the reason)."""
+    from pawpaw import decisions
 
-    champion = _result(champion_eval)
-    decision = registry.needs_training(champion, threshold_ratio=threshold_ratio, force=force)
+    decision = decisions.needs_training(
+        _result(champion_eval), threshold_ratio=threshold_ratio, force=force
+    )
     return decision.value, decision.reason
 
 
 def train_challenger(settings: Settings, commit_id: str, *, mode: str) -> dict[str, Any]:
-    from pawpaw import train
+    """Train on the commit and register the result as ``challenger``."""
+    from pawpaw.train import train
 
-    result = train.train(settings, commit_id, mode=mode, progress=True)
+    result = train(settings, commit_id, mode=mode, progress=True)
     return {"version": str(result.version), "run_id": result.run_id, "mode": mode}
 
 
-def decide_promotion(champion_eval: dict, challenger_eval: dict) -> tuple[bool, str]:
-    from pawpaw import registry
+def evaluate_challenger(settings: Settings, commit_id: str, version: str) -> dict[str, Any]:
+    """The new version on the same test split as the champion."""
+    from pawpaw.evaluation import evaluate
 
-    decision = registry.should_promote(_result(champion_eval), _result(challenger_eval))
+    return _evaluated(evaluate(settings, commit_id, version=version))
+
+
+def should_promote(
+    champion_eval: dict[str, Any], challenger_eval: dict[str, Any]
+) -> tuple[bool, str]:
+    """Promote? (yes/no, the reason)."""
+    from pawpaw import decisions
+
+    decision = decisions.should_promote(_result(champion_eval), _result(challenger_eval))
     return decision.value, decision.reason
 
 
-def promote_challenger(settings: Settings, version: str) -> dict[str, Any]:
+def promote(settings: Settings, version: str) -> dict[str, Any]:
+    """``version`` becomes champion (the old one becomes ``previous``)."""
     from pawpaw import registry
 
     registry.promote(settings, version)
     return {"champion": version}
 
 
-def export_champion(settings: Settings) -> dict[str, Any]:
-    from pawpaw import export
+def export(settings: Settings) -> dict[str, Any]:
+    """The champion into the BentoML store, and its bento."""
+    from pawpaw.export import export_champion
 
-    result = export.export_champion(settings)
+    result = export_champion(settings)
     return {"version": result.version, "model": result.model_tag, "bento": result.bento_tag}
 
 
-def find_reference(settings: Settings, commit_id: str) -> str | None:
-    """The drift reference: the most recent other commit that was evaluated."""
-    from pawpaw import evaluation
+def has_reference(settings: Settings, commit_id: str) -> str | None:
+    """The drift reference: the newest evaluated sample commit before this one (or None)."""
+    from pawpaw.evaluation import previous_evaluated_commit
 
-    return evaluation.previous_evaluated_commit(settings, commit_id)
+    return previous_evaluated_commit(settings, commit_id)
 
 
-def measure_drift(settings: Settings, commit_id: str) -> dict[str, Any]:
+def drift(settings: Settings, commit_id: str) -> dict[str, Any]:
     """NannyML drift of the champion's predictions and image statistics vs the reference."""
-    from pawpaw import drift, evaluation, registry, versioning
+    from pawpaw import evaluation, versioning
     from pawpaw.data import image_stats
+    from pawpaw.drift import measure_drift
+    from pawpaw.tracking import mlflow_client
 
-    reference_commit = find_reference(settings, commit_id)
+    reference_commit = has_reference(settings, commit_id)
     if reference_commit is None:
         raise ValueError(f"no evaluated commit before {commit_id}: nothing to compare with")
     champion = evaluation.evaluate(settings, commit_id)
@@ -154,7 +190,7 @@ def measure_drift(settings: Settings, commit_id: str) -> dict[str, Any]:
 
     # The embedded profile's "dashboard": NannyML's plots, kept with the champion's evaluation.
     report = settings.data_dir / "reports" / f"drift-{commit_id[:12]}-v{version}.html"
-    result = drift.measure_drift(
+    result = measure_drift(
         settings,
         reference=frames["reference"],
         analysis=frames["analysis"],
@@ -165,5 +201,5 @@ def measure_drift(settings: Settings, commit_id: str) -> dict[str, Any]:
         analysis_time=times["analysis"],
         report_path=report,
     )
-    registry.mlflow_client(settings).log_artifact(champion.run_id, str(report), "drift")
+    mlflow_client(settings).log_artifact(champion.run_id, str(report), "drift")
     return result.to_dict()

@@ -28,18 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pawpaw.config import TRAIN_MODES
 from pawpaw.model.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head
 from pawpaw.progress import say
-from pawpaw.registry import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    ensure_experiment,
-    guarded_run,
-    mlflow_client,
-    set_alias,
-)
+from pawpaw.registry import CHALLENGER, CHAMPION, alias_version, set_alias
 from pawpaw.schema import ID, TARGET
+from pawpaw.tracking import COMMIT_TAG, ensure_experiment, guarded_run, mlflow_client
 
 if TYPE_CHECKING:
     import lakefs
@@ -49,9 +43,8 @@ if TYPE_CHECKING:
     from pawpaw.data.labeled import LabeledImages
     from pawpaw.model.preprocess import PreprocessConfig
 
-__all__ = ["MODES", "TrainResult", "TrainingError", "finetune_config", "register_model", "train"]
+__all__ = ["TrainResult", "TrainingError", "finetune_config", "register_model", "train"]
 
-MODES: tuple[str, ...] = ("head", "finetune")
 MODEL_ARTIFACT = "model"
 VAL_PREDICTIONS_ARTIFACT = "val_predictions.parquet"
 
@@ -133,13 +126,13 @@ def _metric_key(name: str) -> str:
 
 
 def _load_splits(
-    settings: Settings, commit_id: str, client: lakefs.Client | None
+    settings: Settings, commit_id: str, lakefs_client: lakefs.Client | None
 ) -> tuple[LabeledImages, LabeledImages]:
     from pawpaw.versioning import VersioningError, load_split
 
     try:
-        train = load_split(settings, commit_id, "train", client=client)
-        val = load_split(settings, commit_id, "val", client=client)
+        train = load_split(settings, commit_id, "train", client=lakefs_client)
+        val = load_split(settings, commit_id, "val", client=lakefs_client)
     except VersioningError as exc:
         raise TrainingError(f"commit {commit_id}: {exc}") from exc
     for name, split in (("train", train), ("val", val)):
@@ -230,27 +223,92 @@ def _finetune(
     )
 
 
+def _reused(
+    settings: Settings, ml: MlflowClient, existing: Any, *, commit_id: str, mode: str, key: str
+) -> TrainResult:
+    """The result of a training registered before; it becomes challenger again unless it is
+    the champion (a rerun finishes what it started)."""
+    version = str(existing.version)
+    if alias_version(settings, CHAMPION, ml) != version:
+        set_alias(settings, CHALLENGER, version, ml)
+    metrics = ml.get_run(existing.run_id).data.metrics
+    return TrainResult(
+        run_id=existing.run_id,
+        version=version,
+        mode=mode,
+        val_rmse=float(metrics.get("val_rmse", float("nan"))),
+        train_seconds=float(metrics.get("train_seconds", 0.0)),
+        commit_id=commit_id,
+        head=existing.tags.get("pawpaw.head", ""),
+        train_key=key,
+        n_train=int(metrics.get("n_train", 0)),
+        n_val=int(metrics.get("n_val", 0)),
+        reused=True,
+    )
+
+
+def _logged(
+    settings: Settings,
+    *,
+    commit_id: str,
+    mode: str,
+    backbone_id: str,
+    head: FittedHead,
+    config: dict[str, Any],
+    sizes: tuple[int, int],
+    train_seconds: float,
+    noise_floor: float | None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The training run's params and metrics."""
+    n_train, n_val = sizes
+    params = {
+        "commit_id": commit_id,
+        "mode": mode,
+        "backbone": settings.backbone,
+        "backbone_weights": settings.backbone_weights,
+        "backbone_id": backbone_id,
+        "head_kind": head.kind,
+        "head": head.name,
+        "target_transform": head.transform,
+        "n_train": n_train,
+        "n_val": n_val,
+        "dim": head.dim,
+        **{f"head.{k}": v for k, v in head.params.items()},
+        **{f"config.{k}": v for k, v in config.items()},
+    }
+    metrics = {
+        "val_rmse": _val_rmse(head),
+        "train_seconds": train_seconds,
+        "n_train": float(n_train),
+        "n_val": float(n_val),
+        **{f"val_rmse/{_metric_key(n)}": v for n, v in head.candidates.items()},
+    }
+    if noise_floor is not None:
+        metrics["noise_floor"] = float(noise_floor)
+    return params, metrics
+
+
 def train(
     settings: Settings,
     commit_id: str,
     *,
     mode: str = "head",
     progress: bool = True,
-    client: lakefs.Client | None = None,
+    lakefs_client: lakefs.Client | None = None,
     head_kinds: Sequence[str] = HEAD_KINDS,
 ) -> TrainResult:
     """Train on ``commit_id``'s train/val splits, log the run, register the model as
     ``challenger``; return the existing version when this (commit, mode, config) was trained."""
     from pawpaw.versioning import VersioningError, sample_info
 
-    if mode not in MODES:
-        raise TrainingError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode not in TRAIN_MODES:
+        raise TrainingError(f"mode must be one of {TRAIN_MODES}, got {mode!r}")
     unknown = sorted(set(head_kinds) - set(HEAD_KINDS))
     if unknown or not head_kinds:
         raise TrainingError(f"head kinds must be a non-empty subset of {HEAD_KINDS}: {unknown}")
     started = time.monotonic()
     try:
-        info = sample_info(settings, commit_id, client=client)
+        info = sample_info(settings, commit_id, client=lakefs_client)
     except VersioningError as exc:
         raise TrainingError(f"commit {commit_id}: {exc}") from exc
     commit_id = info["commit_id"]  # the full id, whatever abbreviation was given
@@ -260,26 +318,10 @@ def train(
     ml = mlflow_client(settings)
     existing = _existing_version(settings, ml, key)
     if existing is not None:
-        version = str(existing.version)
-        if alias_version(settings, CHAMPION, ml) != version:
-            set_alias(settings, CHALLENGER, version, ml)  # a rerun finishes what it started
-        run = ml.get_run(existing.run_id)
-        say(progress, f"commit {commit_id[:12]} ({mode}) is already version {version}: reused")
-        return TrainResult(
-            run_id=existing.run_id,
-            version=version,
-            mode=mode,
-            val_rmse=float(run.data.metrics.get("val_rmse", float("nan"))),
-            train_seconds=float(run.data.metrics.get("train_seconds", 0.0)),
-            commit_id=commit_id,
-            head=existing.tags.get("pawpaw.head", ""),
-            train_key=key,
-            n_train=int(run.data.metrics.get("n_train", 0)),
-            n_val=int(run.data.metrics.get("n_val", 0)),
-            reused=True,
-        )
+        say(progress, f"commit {commit_id[:12]} ({mode}) is already v{existing.version}: reused")
+        return _reused(settings, ml, existing, commit_id=commit_id, mode=mode, key=key)
 
-    train_split, val_split = _load_splits(settings, commit_id, client)
+    train_split, val_split = _load_splits(settings, commit_id, lakefs_client)
     say(
         progress,
         f"training ({mode}) on commit {commit_id[:12]}: "
@@ -297,30 +339,17 @@ def train(
     train_seconds = time.monotonic() - started
     say(progress, f"best head {head.name}: val RMSE {_val_rmse(head):.3f} ({train_seconds:.1f}s)")
 
-    params = {
-        "commit_id": commit_id,
-        "mode": mode,
-        "backbone": settings.backbone,
-        "backbone_weights": settings.backbone_weights,
-        "backbone_id": backbone_id,
-        "head_kind": head.kind,
-        "head": head.name,
-        "target_transform": head.transform,
-        "n_train": len(train_split),
-        "n_val": len(val_split),
-        "dim": head.dim,
-        **{f"head.{k}": v for k, v in head.params.items()},
-        **{f"config.{k}": v for k, v in config.items()},
-    }
-    metrics = {
-        "val_rmse": _val_rmse(head),
-        "train_seconds": train_seconds,
-        "n_train": float(len(train_split)),
-        "n_val": float(len(val_split)),
-        **{f"val_rmse/{_metric_key(n)}": v for n, v in head.candidates.items()},
-    }
-    if info.get("noise_floor") is not None:
-        metrics["noise_floor"] = float(info["noise_floor"])
+    params, metrics = _logged(
+        settings,
+        commit_id=commit_id,
+        mode=mode,
+        backbone_id=backbone_id,
+        head=head,
+        config=config,
+        sizes=(len(train_split), len(val_split)),
+        train_seconds=train_seconds,
+        noise_floor=info.get("noise_floor"),
+    )
     val_frame = val_split.frame[[ID, TARGET]].copy()
     val_frame.insert(1, "prediction", val_pred)
     run_id, version = register_model(
@@ -383,7 +412,7 @@ def register_model(
     experiment_id = ensure_experiment(settings, settings.mlflow_experiment, ml)
     tags = {
         "pawpaw.kind": "training",
-        "pawpaw.commit_id": commit_id,
+        COMMIT_TAG: commit_id,
         "pawpaw.mode": mode,
         "pawpaw.train_key": train_key,
         "pawpaw.backbone_id": backbone_id,

@@ -14,10 +14,17 @@ profile needs no Airflow connection at all) and says so in the task log.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
+
+if TYPE_CHECKING:
+    import lakefs
+    import sqlalchemy
+    from mlflow import MlflowClient
+
+    from pawpaw.config import Settings
 
 __all__ = ["LakeFSHook", "MLflowHook", "MonitoringDBHook"]
 
@@ -32,7 +39,8 @@ def _http_url(conn: Connection, default_port: int) -> str:
 
 
 class _PawpawHook(BaseHook):
-    """Looks the connection up once; ``None`` when it is not defined (settings apply)."""
+    """Looks the connection up once and builds its client once (``conn``, as the Amazon
+    provider's hooks do); without a connection the ``PAWPAW_*`` settings apply."""
 
     conn_name_attr = "conn_id"
     default_conn_name = ""
@@ -52,6 +60,14 @@ class _PawpawHook(BaseHook):
     def settings_overrides(self) -> dict[str, Any]:
         """The ``pawpaw.config.Settings`` fields this connection decides ({} without one)."""
         return {} if self.connection is None else self._overrides(self.connection)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The ``PAWPAW_*`` settings with this connection's fields applied."""
+        from pawpaw.config import Settings
+
+        # Constructor, not model_copy: connection values get validated (secrets wrapped).
+        return Settings(**self.settings_overrides())
 
     def _overrides(self, conn: Connection) -> dict[str, Any]:
         raise NotImplementedError
@@ -74,11 +90,14 @@ class LakeFSHook(_PawpawHook):
             overrides["lakefs_repo"] = repo
         return overrides
 
-    def get_conn(self):  # -> lakefs.Client
-        from pawpaw.config import Settings
+    @cached_property
+    def conn(self) -> lakefs.Client:
         from pawpaw.versioning import make_client
 
-        return make_client(Settings(**self.settings_overrides()))
+        return make_client(self.settings)
+
+    def get_conn(self) -> lakefs.Client:
+        return self.conn
 
 
 class MLflowHook(_PawpawHook):
@@ -91,17 +110,18 @@ class MLflowHook(_PawpawHook):
     def _overrides(self, conn: Connection) -> dict[str, Any]:
         return {"mlflow_tracking_uri": _http_url(conn, 5000)}
 
-    def get_conn(self):  # -> mlflow.MlflowClient
-        from mlflow import MlflowClient
+    @cached_property
+    def conn(self) -> MlflowClient:
+        from pawpaw.tracking import mlflow_client
 
-        from pawpaw.config import get_settings
+        return mlflow_client(self.settings)
 
-        uri = self.settings_overrides().get("mlflow_tracking_uri", get_settings().tracking_uri)
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    def get_conn(self) -> MlflowClient:
+        return self.conn
 
 
 class MonitoringDBHook(_PawpawHook):
-    """The drift store (PostgreSQL in production) as an SQLAlchemy URL."""
+    """The drift store (PostgreSQL in production) as an SQLAlchemy engine."""
 
     default_conn_name = "monitoring_db"
     conn_type = "postgres"
@@ -112,10 +132,11 @@ class MonitoringDBHook(_PawpawHook):
         uri = conn.get_uri().split("://", 1)[1]
         return {"monitoring_db_url": f"postgresql+psycopg2://{uri}"}
 
-    def get_conn(self):  # -> sqlalchemy.Engine
+    @cached_property
+    def conn(self) -> sqlalchemy.Engine:
         import sqlalchemy as sa
 
-        from pawpaw.config import get_settings
+        return sa.create_engine(self.settings.drift_db_url)
 
-        url = self.settings_overrides().get("monitoring_db_url", get_settings().drift_db_url)
-        return sa.create_engine(url)
+    def get_conn(self) -> sqlalchemy.Engine:
+        return self.conn

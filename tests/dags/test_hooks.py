@@ -63,3 +63,13 @@ def test_hooks_build_clients(monkeypatch) -> None:
     assert client.config.host.startswith("http://127.0.0.1:8123")
     assert MLflowHook().get_conn().tracking_uri == "http://127.0.0.1:5123"
     assert str(MonitoringDBHook().get_conn().url).startswith("sqlite:///")
+
+
+def test_hooks_build_their_client_once(monkeypatch) -> None:
+    """As the Amazon provider's hooks do: `conn` is built on first use, then reused."""
+    from pawpaw_airflow import LakeFSHook, MLflowHook, MonitoringDBHook
+
+    _conn(monkeypatch, "mlflow_default", conn_type="mlflow", host="127.0.0.1", port=5123)
+    for hook in (LakeFSHook(), MLflowHook(), MonitoringDBHook()):
+        assert hook.get_conn() is hook.get_conn() is hook.conn, type(hook).__name__
+    assert LakeFSHook().get_conn() is not LakeFSHook().get_conn()  # one client per hook

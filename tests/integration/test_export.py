@@ -17,6 +17,7 @@ import pytest
 
 from pawpaw import export
 from pawpaw.config import Settings, get_settings
+from pawpaw.tracking import COMMIT_TAG
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def _register(settings: Settings, tmp: Path, *, commit: str, rmse: float) -> str
             else client.create_experiment("export-test", artifact_location=(tmp / "art").as_uri())
         )
         with mlflow.start_run(experiment_id=experiment_id) as run:
-            mlflow.set_tag(export.COMMIT_TAG, commit)
+            mlflow.set_tag(COMMIT_TAG, commit)
             mlflow.log_metric("test_rmse", rmse)
             info = mlflow.pyfunc.log_model(
                 name="model",

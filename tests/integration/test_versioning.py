@@ -20,6 +20,7 @@ from pawpaw.data.labeled import LabeledImages
 from pawpaw.data.sampling import SampleSpec, draw_sample
 from pawpaw.schema import ID, SPLITS, TARGET
 from pawpaw.versioning import VersioningError
+from pawpaw.versioning import commit as committing
 from tests.fixtures.lakefs import lakefs_namespace
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ def test_sample_commit_is_idempotent_by_key(lf: Settings, pool: LabeledImages) -
     import lakefs
 
     repo = lakefs.Repository(lf.lakefs_repo, client=versioning.make_client(lf))
-    repo.branch(versioning._run_branch("2026-10")).create(first.commit_id)
+    repo.branch(committing._run_branch("2026-10")).create(first.commit_id)
     assert len(_branches(lf)) == 2
     assert versioning.commit_sample(lf, pool, spec, key="2026-10").commit_id == first.commit_id
     assert [b.id for b in _branches(lf)] == ["main"]
@@ -147,7 +148,7 @@ def test_failure_midway_leaves_main_unchanged_then_retry_completes(
     main = _main(lf)
     tree_before = _tree(main)
 
-    real_upload = versioning._upload_object
+    real_upload = committing._upload_object
     calls = {"n": 0}
     lock = threading.Lock()
 
@@ -158,7 +159,7 @@ def test_failure_midway_leaves_main_unchanged_then_retry_completes(
                 raise ConnectionError("network cut")
         real_upload(branch, item)
 
-    monkeypatch.setattr(versioning, "_upload_object", flaky)
+    monkeypatch.setattr(committing, "_upload_object", flaky)
     spec2 = _spec(seed=2, bias={"Eyes": 0.5})
     with pytest.raises(VersioningError, match="unchanged, rerun to retry") as info:
         versioning.commit_sample(lf, pool, spec2, key="2026-11")
@@ -168,7 +169,7 @@ def test_failure_midway_leaves_main_unchanged_then_retry_completes(
     assert next(iter(main.uncommitted()), None) is None
     assert "run-" in " ".join(b.id for b in _branches(lf))  # the leftover is there ...
 
-    monkeypatch.setattr(versioning, "_upload_object", real_upload)
+    monkeypatch.setattr(committing, "_upload_object", real_upload)
     month2 = versioning.commit_sample(lf, pool, spec2, key="2026-11")
     assert month2.created and month2.commit_id != month1.commit_id
     assert [b.id for b in _branches(lf)] == ["main"]  # ... and gone after the retry
@@ -198,10 +199,10 @@ def test_failure_after_the_run_commit_is_resumed(
     staged = run.get_commit().id
 
     uploads = []
-    real_upload = versioning._upload_object
-    monkeypatch.setattr(versioning, "_upload_object", lambda b, i: uploads.append(i.path))
+    real_upload = committing._upload_object
+    monkeypatch.setattr(committing, "_upload_object", lambda b, i: uploads.append(i.path))
     result = versioning.commit_sample(lf, pool, _spec(n=30), key="resume")
-    monkeypatch.setattr(versioning, "_upload_object", real_upload)
+    monkeypatch.setattr(committing, "_upload_object", real_upload)
     assert uploads == []  # the committed run branch was merged as it was
     assert result.created
     assert set(_main(lf).get_commit().parents) == {before, staged}

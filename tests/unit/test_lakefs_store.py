@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 from lakefs_emulator import create_app
-from lakefs_emulator.store import (
+from lakefs_emulator.records import (
     BadRequest,
     Conflict,
     Entry,
     Forbidden,
     NotFound,
     PreconditionFailed,
-    Store,
 )
+from lakefs_emulator.store import Store
 from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pawpaw.evaluation import EvalResult, _metrics
-from pawpaw.registry import Decision, needs_training, should_promote
+from pawpaw.decisions import Decision, EvalResult, needs_training, should_promote
+from pawpaw.evaluation import _metrics
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +74,7 @@ def test_metrics() -> None:
 def test_guarded_run_deletes_a_run_that_failed_midway(tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from pawpaw.registry import guarded_run
+    from pawpaw.tracking import guarded_run
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())

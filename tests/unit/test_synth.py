@@ -18,6 +18,7 @@ from pawpaw import synth
 from pawpaw.cli import app
 from pawpaw.data.kaggle import read_dataset
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
+from pawpaw.synth import render, writer
 
 pytestmark = pytest.mark.unit
 
@@ -151,9 +152,9 @@ BASE = {**dict.fromkeys(FLAGS, 0), "Face": 1, "Eyes": 1, "Near": 1}
 SIZE = (160, 128)
 
 
-def _pair(index: int, **on: int) -> tuple[np.ndarray, np.ndarray, synth._Layout, synth._Layout]:
-    off_img, off = synth._render(BASE, 0.0, SIZE, 3, index)
-    on_img, on_layout = synth._render({**BASE, **on}, 0.0, SIZE, 3, index)
+def _pair(index: int, **on: int) -> tuple[np.ndarray, np.ndarray, render._Layout, render._Layout]:
+    off_img, off = render._render(BASE, 0.0, SIZE, 3, index)
+    on_img, on_layout = render._render({**BASE, **on}, 0.0, SIZE, 3, index)
     return np.asarray(off_img, float), np.asarray(on_img, float), off, on_layout
 
 
@@ -181,9 +182,9 @@ def test_every_flag_changes_the_picture(flag: str, index: int) -> None:
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_face_eyes_near_change_the_picture(index: int) -> None:
     base, _, layout, _ = _pair(index)
-    closed = np.asarray(synth._render({**BASE, "Eyes": 0}, 0.0, SIZE, 3, index)[0], float)
-    away = np.asarray(synth._render({**BASE, "Eyes": 0, "Face": 0}, 0.0, SIZE, 3, index)[0], float)
-    _, far = synth._render({**BASE, "Near": 0}, 0.0, SIZE, 3, index)
+    closed = np.asarray(render._render({**BASE, "Eyes": 0}, 0.0, SIZE, 3, index)[0], float)
+    away = np.asarray(render._render({**BASE, "Eyes": 0, "Face": 0}, 0.0, SIZE, 3, index)[0], float)
+    _, far = render._render({**BASE, "Near": 0}, 0.0, SIZE, 3, index)
     # Eyes: a change inside the pet's head only.
     eyes = _changed(base, closed)
     assert eyes.mean() > 0.003
@@ -235,7 +236,7 @@ def test_group_occlusion_human_action_focus(index: int) -> None:
     assert _changed(base, _pair(index, Human=1)[1]).mean() > 0.05
     assert _changed(base, _pair(index, Action=1)[1]).mean() > 0.05
     # Subject Focus: a plain backdrop, no clutter: hardly an edge outside the pet.
-    focus_img, focus = synth._render({**BASE, "Subject Focus": 1}, 0.0, SIZE, 3, index)
+    focus_img, focus = render._render({**BASE, "Subject Focus": 1}, 0.0, SIZE, 3, index)
 
     def background_edges(img: Image.Image, subject: tuple[int, int, int, int]) -> float:
         edges = np.asarray(img.convert("L").filter(ImageFilter.FIND_EDGES), float) > 8
@@ -244,7 +245,7 @@ def test_group_occlusion_human_action_focus(index: int) -> None:
         edges[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = False
         return float(edges.mean())
 
-    room = synth._render(BASE, 0.0, SIZE, 3, index)[0]
+    room = render._render(BASE, 0.0, SIZE, 3, index)[0]
     assert background_edges(focus_img, focus.subject) < 0.002
     assert background_edges(room, layout.subject) > 0.01
 
@@ -258,7 +259,7 @@ def test_accessory_adds_a_coloured_collar() -> None:
 
 def test_appeal_is_warm_bright_colourful_light() -> None:
     def stats(appeal: float) -> tuple[float, float, float]:
-        img = np.asarray(synth._render(BASE, appeal, SIZE, 3, 0)[0], float)
+        img = np.asarray(render._render(BASE, appeal, SIZE, 3, 0)[0], float)
         saturation = (img.max(axis=2) - img.min(axis=2)).mean()
         return img[..., 0].mean() - img[..., 2].mean(), img.mean(), saturation
 
@@ -394,19 +395,19 @@ def test_losing_a_race_to_the_same_pool_is_fine(tmp_path: Path) -> None:
     shutil.copytree(out, partial)  # another process built the same pool at the same time
     params = json.loads((out / "synth.json").read_text())
 
-    synth._move_into_place(partial, out, params)
+    writer._move_into_place(partial, out, params)
 
     assert not partial.exists() and (out / "train.csv").is_file()
     with pytest.raises(FileExistsError):
         shutil.copytree(out, partial)
-        synth._move_into_place(partial, out, {**params, "seed": 3})
+        writer._move_into_place(partial, out, {**params, "seed": 3})
 
 
 def test_a_failed_generate_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: object) -> int:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(synth, "_render_chunk", broken)
+    monkeypatch.setattr(writer, "_render_chunk", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         synth.generate(tmp_path / "pool", 8, seed=2, size_range=(40, 60), workers=1)
     assert list(tmp_path.iterdir()) == []

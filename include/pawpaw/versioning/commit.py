@@ -1,21 +1,7 @@
-"""Monthly samples in lakeFS: every sample is one commit, and its commit id is the dataset.
+"""Committing a monthly sample to lakeFS: every sample is one commit, and its id is the dataset.
 
-Layout of the main branch (a commit holds exactly ONE sample; a new sample replaces the last):
-
-    images/<Id>.jpg          the pool's image bytes as-is; the extension comes from the bytes
-    images/<Id>.png          (JPEG -> .jpg, PNG -> .png, ...) and the object's content type says it
-    splits/train.csv         rows of each split, columns ``schema.COLUMNS``, sorted by Id
-    splits/val.csv
-    splits/test.csv
-    sample.json              key, spec, pool, sizes, flag shares, fingerprint, code version;
-                             for a synthetic pool also its noise floor and each split's own
-    pool/synth.json          copy of the synthetic pool's description, when it has one
-
-Why replace instead of keeping ``months/<key>/`` side by side: then a commit id alone names the
-dataset (no path to carry with it), every stage reads the same fixed paths, and the diff of two
-monthly commits is exactly the images that came and went. History is lakeFS's job.
-
-How a sample is committed (atomic and idempotent, keyed by the sample ``key``):
+The layout it writes on main is described in :mod:`pawpaw.versioning.client`. How a sample is
+committed (atomic and idempotent, keyed by the sample ``key``):
 
 1. The tag ``sample-<safe key>`` exists: return its commit (``created=False``), after checking
    that it holds the same sample (fingerprint); a different sample under the same key is refused.
@@ -24,82 +10,69 @@ How a sample is committed (atomic and idempotent, keyed by the sample ``key``):
 3. The run branch ``run-<safe key>`` is created from main. A leftover one (a failed run) is
    reused only if it holds a finished commit of this very sample on top of main's current head;
    otherwise it is deleted and redone.
-4. Images are uploaded concurrently (``settings.lakefs_upload_workers``) straight through the
-   lakeFS API (no pre-signed URLs), skipping images whose bytes are already there (MD5 equals
-   the lakeFS checksum); objects of the previous sample that are not in this one are deleted;
-   splits and ``sample.json`` are written; the run branch is committed.
+4. Images are identified (:func:`pawpaw.data.images.check_image` on the header: the format
+   gives each one's extension and content type; the reader already decoded them) and uploaded
+   concurrently (``settings.lakefs_upload_workers``) straight through the lakeFS API (no
+   pre-signed URLs), skipping images whose bytes are
+   already there (MD5 equals the lakeFS checksum); objects of the previous sample that are not
+   in this one are deleted; splits and ``sample.json`` are written; the run branch is committed.
 5. The run branch is merged into main; the merge commit carries the sample's metadata, is
    tagged, and is the dataset's identity. The run branch is then deleted.
 
 Anything failing before step 5 leaves main unchanged. Main's first-parent history therefore
-holds one commit per sample (plus lakeFS's initial commit); :func:`list_commits` lists those.
-``<safe key>`` is the key reduced to ``[A-Za-z0-9_-]`` plus 8 hex of its sha256, so distinct keys
-never share a tag. Two different keys committed at the same moment: the second merge is refused
-("main moved") rather than mixing two samples; rerunning it redoes it on the new head.
+holds one commit per sample (plus lakeFS's initial commit); :func:`pawpaw.versioning.list_commits`
+lists those. ``<safe key>`` is the key reduced to ``[A-Za-z0-9_-]`` plus 8 hex of its sha256, so
+distinct keys never share a tag. Two different keys committed at the same moment: the second
+merge is refused ("main moved") rather than mixing two samples; rerunning it redoes it on the
+new head.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from pawpaw.config import PROJECT_ROOT, Settings
+from pawpaw.data.images import ImageError, check_image
 from pawpaw.data.labeled import LabeledImages
 from pawpaw.data.sampling import SampleSpec, draw_sample, flag_shares
-from pawpaw.progress import say
-from pawpaw.schema import COLUMNS, FLAGS, ID, SPLITS, TARGET
+from pawpaw.progress import Progress, say
+from pawpaw.schema import COLUMNS, ID, SPLITS, TARGET
+from pawpaw.synth.truth import pool_noise_floor, split_noise_floors
+from pawpaw.versioning.client import (
+    IMAGES,
+    KIND_RUN,
+    KIND_SAMPLE,
+    MANAGED,
+    SAMPLE_JSON,
+    SPLITS_DIR,
+    SYNTH_JSON,
+    VersioningError,
+    ensure_repository,
+    explained,
+    listing,
+    make_client,
+    upload_workers,
+)
 
 if TYPE_CHECKING:  # the SDK is imported lazily: `pawpaw --help` should not pay for it
     import lakefs
 
-__all__ = [
-    "CommitInfo",
-    "DiffEntry",
-    "SampleCommit",
-    "VersioningError",
-    "commit_sample",
-    "commit_time",
-    "diff_commits",
-    "ensure_repository",
-    "list_commits",
-    "load_split",
-    "make_client",
-    "sample_info",
-    "sample_tag",
-    "summarize_diff",
-]
+__all__ = ["SampleCommit", "commit_sample", "sample_tag"]
 
-IMAGES = "images/"
-SPLITS_DIR = "splits/"
-SAMPLE_JSON = "sample.json"
-SYNTH_JSON = "pool/synth.json"
-_MANAGED = (IMAGES, SPLITS_DIR, "pool/", SAMPLE_JSON)  # everything a sample owns on main
-_KIND_SAMPLE = "sample"  # commit metadata "kind" of the merge commit on main (the identity)
-_KIND_RUN = "sample-run"  # ... of the commit on the run branch
 _DELETE_BATCH = 1000  # lakeFS's limit of paths per delete_objects call
-_LIST_PAGE = 1000
-
-
-class VersioningError(RuntimeError):
-    """A lakeFS problem explained: which endpoint, repository, commit or path, and why."""
 
 
 @dataclass(frozen=True)
@@ -115,26 +88,6 @@ class SampleCommit:
 
 
 @dataclass(frozen=True)
-class CommitInfo:
-    id: str
-    message: str
-    metadata: dict[str, str]
-    created: datetime  # UTC
-    parents: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str | None:
-        return self.metadata.get("key")
-
-
-@dataclass(frozen=True)
-class DiffEntry:
-    path: str
-    type: str  # "added" | "removed" | "changed" (as seen going from the first ref to the second)
-    size_bytes: int | None = None
-
-
-@dataclass(frozen=True)
 class _File:
     """One object to write: path, bytes, content type."""
 
@@ -143,99 +96,7 @@ class _File:
     content_type: str
 
 
-# --- client, repository, errors ------------------------------------------------------------
-
-
-def make_client(settings: Settings) -> lakefs.Client:
-    """A lakeFS client for ``settings.lakefs_endpoint`` (HTTP basic auth with the access key)."""
-    import lakefs
-    from lakefs_sdk import rest
-
-    client = lakefs.Client(
-        host=settings.lakefs_endpoint,
-        username=settings.lakefs_access_key_id,
-        password=settings.lakefs_secret_access_key.get_secret_value(),
-    )
-    # urllib3 keeps cpu_count*5 connections per host by default; with more upload workers it
-    # would open and drop a connection per request (and warn each time).
-    config = client.config
-    config.connection_pool_maxsize = max(
-        config.connection_pool_maxsize or 0, 2 * _workers(settings)
-    )
-    client.sdk_client.objects_api.api_client.rest_client = rest.RESTClientObject(config)
-    return client
-
-
-def _workers(settings: Settings) -> int:
-    return max(1, int(settings.lakefs_upload_workers))
-
-
-@contextmanager
-def _explained(settings: Settings, doing: str) -> Iterator[None]:
-    """Turn SDK and connection errors into one-line VersioningErrors that name the context."""
-    import urllib3
-    from lakefs.exceptions import (
-        ForbiddenException,
-        LakeFSException,
-        NotAuthorizedException,
-        NotFoundException,
-        ServerException,
-    )
-
-    where = f"lakeFS at {settings.lakefs_endpoint}, repository {settings.lakefs_repo!r}"
-    try:
-        yield
-    except VersioningError:
-        raise
-    except NotAuthorizedException as exc:
-        raise VersioningError(
-            f"{where}: {doing}: the server rejected access key "
-            f"{settings.lakefs_access_key_id!r} (HTTP {exc.status_code}); check "
-            "PAWPAW_LAKEFS_ACCESS_KEY_ID / PAWPAW_LAKEFS_SECRET_ACCESS_KEY"
-        ) from None
-    except ForbiddenException as exc:
-        raise VersioningError(
-            f"{where}: {doing}: not permitted for access key "
-            f"{settings.lakefs_access_key_id!r} ({_server_message(exc)})"
-        ) from None
-    except NotFoundException as exc:
-        raise VersioningError(f"{where}: {doing}: not found ({_server_message(exc)})") from None
-    except ServerException as exc:
-        raise VersioningError(
-            f"{where}: {doing}: HTTP {exc.status_code} ({_server_message(exc)})"
-        ) from None
-    except LakeFSException as exc:
-        raise VersioningError(f"{where}: {doing}: {exc}") from None
-    except (urllib3.exceptions.HTTPError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise VersioningError(
-            f"lakeFS at {settings.lakefs_endpoint} is unreachable while {doing}: {reason}"
-        ) from None
-
-
-def _server_message(exc: Any) -> str:
-    body = getattr(exc, "body", None) or {}
-    return str(body.get("message") or getattr(exc, "reason", "") or exc)
-
-
-def ensure_repository(client: lakefs.Client, settings: Settings) -> lakefs.Repository:
-    """The configured repository and branch, created when missing (no manual lakeFS step)."""
-    import lakefs
-    from lakefs.exceptions import NotFoundException
-
-    repo = lakefs.Repository(settings.lakefs_repo, client=client)
-    with _explained(settings, "creating or opening the repository"):
-        repo.create(
-            storage_namespace=settings.lakefs_storage_namespace,
-            default_branch=settings.lakefs_branch,
-            exist_ok=True,
-        )
-        branch = repo.branch(settings.lakefs_branch)
-        try:
-            branch.head  # noqa: B018 (a GET that raises when the branch is missing)
-        except NotFoundException:
-            branch.create(repo.properties.default_branch, exist_ok=True)
-    return repo
+_say = functools.partial(say, tag="sample")
 
 
 # --- keys, tags, fingerprints ----------------------------------------------------------------
@@ -299,54 +160,6 @@ def _code_version() -> str:
     return text
 
 
-_MAGIC = (
-    (b"\xff\xd8\xff", ".jpg", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", ".png", "image/png"),
-    (b"GIF8", ".gif", "image/gif"),
-    (b"BM", ".bmp", "image/bmp"),
-)
-
-
-def _image_kind(image_id: str, data: bytes) -> tuple[str, str]:
-    for magic, ext, content_type in _MAGIC:
-        if data.startswith(magic):
-            return ext, content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp", "image/webp"
-    raise VersioningError(f"image of Id {image_id!r} is not a JPEG/PNG/GIF/BMP/WebP file")
-
-
-# --- progress --------------------------------------------------------------------------------
-
-
-class _Progress:
-    """Plain progress lines on stderr (Airflow logs and terminals both read them), thread-safe."""
-
-    def __init__(self, total: int, what: str, enabled: bool) -> None:
-        self.total, self.what, self.enabled = total, what, enabled
-        self.done = self.skipped = 0
-        self.start = self.last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def step(self, *, skipped: bool = False) -> None:
-        with self._lock:
-            self.done += 1
-            self.skipped += skipped
-            now = time.monotonic()
-            if self.enabled and (now - self.last >= 2.0 or self.done == self.total):
-                self.last = now
-                rate = self.done / max(now - self.start, 1e-9)
-                print(
-                    f"[sample] {self.what}: {self.done}/{self.total} "
-                    f"({self.skipped} unchanged, {rate:.0f}/s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-
-_say = functools.partial(say, tag="sample")
-
-
 # --- committing a sample ---------------------------------------------------------------------
 
 
@@ -355,15 +168,6 @@ def _upload_object(branch: lakefs.Branch, item: _File) -> None:
     branch.object(item.path).upload(
         item.data, mode="wb", pre_sign=False, content_type=item.content_type
     )
-
-
-def _listing(ref: lakefs.Reference, prefix: str) -> dict[str, str]:
-    """path -> checksum of every object under ``prefix`` (one paginated ls)."""
-    return {
-        o.path: o.checksum
-        for o in ref.objects(prefix=prefix, amount=_LIST_PAGE)
-        if getattr(o, "checksum", None) is not None
-    }
 
 
 def _pool_dir(pool: LabeledImages) -> Path | None:
@@ -406,41 +210,9 @@ def _sample_document(
         },
     }
     if synth is not None:
-        doc["noise_floor"] = _noise_floor(synth)
-        doc["noise_floor_by_split"] = _split_noise_floors(pool, splits)
+        doc["noise_floor"] = pool_noise_floor(synth)
+        doc["noise_floor_by_split"] = split_noise_floors(_pool_dir(pool), splits)
     return doc
-
-
-def _noise_floor(synth: dict[str, Any]) -> float | None:
-    """The pool's noise floor (best achievable RMSE) that the synthetic generator wrote."""
-    value = synth.get("noise_floor")
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _split_noise_floors(
-    pool: LabeledImages, splits: dict[str, pd.DataFrame]
-) -> dict[str, float] | None:
-    """Noise floor of each split's own rows, from the synthetic pool's per-row truth.
-
-    The pool's floor is an average over all its rows; a 500-row test split's floor differs
-    from it by sampling noise, and that is the number a model's test RMSE should be held to.
-    """
-    folder = _pool_dir(pool)
-    path = folder / "synth_truth.csv" if folder else None
-    if path is None or not path.is_file():
-        return None
-    truth = pd.read_csv(path, dtype={ID: str}, usecols=lambda c: c in (ID, "noise_free"))
-    if "noise_free" not in truth.columns:
-        return None
-    noise_free = truth.set_index(ID)["noise_free"]
-    floors = {}
-    for split, frame in splits.items():
-        expected = noise_free.reindex(frame[ID])
-        if expected.isna().any():
-            return None  # truth of another pool: no floor rather than a wrong one
-        gap = frame[TARGET].to_numpy(float) - expected.to_numpy(float)
-        floors[split] = float(np.sqrt(np.mean(gap**2)))
-    return floors
 
 
 def _metadata(
@@ -448,7 +220,7 @@ def _metadata(
 ) -> dict[str, str]:
     # lakeFS metadata values are strings.
     return {
-        "kind": _KIND_SAMPLE,
+        "kind": KIND_SAMPLE,
         "key": key,
         "pool": pool.source,
         "n": str(spec.n),
@@ -484,7 +256,7 @@ def _existing(
             max_amount=200, first_parent=True, amount=200
         ):
             meta = c.metadata or {}
-            if meta.get("kind") == _KIND_SAMPLE and meta.get("key") == key:
+            if meta.get("kind") == KIND_SAMPLE and meta.get("key") == key:
                 commit = c
                 break
     if commit is None:
@@ -516,7 +288,7 @@ def _prepare_run_branch(
     if head is not None:
         meta = head.metadata or {}
         finished = (
-            meta.get("kind") == _KIND_RUN
+            meta.get("kind") == KIND_RUN
             and meta.get("fingerprint") == fingerprint
             and list(head.parents or []) == [main_head]
         )
@@ -539,7 +311,7 @@ def _upload_images(
     progress: bool,
 ) -> set[str]:
     """Upload each Id's image (skipping bytes already there); returns the paths written."""
-    bar = _Progress(len(ids), "images", progress)
+    bar = Progress(len(ids), "images", enabled=progress, tag="sample")
     paths: set[str] = set()
     lock = threading.Lock()
 
@@ -550,14 +322,17 @@ def _upload_images(
             raise VersioningError(
                 f"reading the pool image of Id {image_id!r} failed: {exc}"
             ) from exc
-        ext, content_type = _image_kind(image_id, data)
-        path = f"{IMAGES}{image_id}{ext}"
+        try:
+            image = check_image(data, decode=False)  # the reader decoded every pool image
+        except ImageError as exc:
+            raise VersioningError(f"the pool image of Id {image_id!r} {exc.problem}") from None
+        path = f"{IMAGES}{image_id}{image.extension}"
         with lock:
             paths.add(path)
         unchanged = present.get(path) == hashlib.md5(data).hexdigest()
         if not unchanged:
             try:
-                _upload_object(branch, _File(path, data, content_type))
+                _upload_object(branch, _File(path, data, image.content_type))
             except VersioningError:
                 raise
             except Exception as exc:
@@ -566,9 +341,11 @@ def _upload_images(
                     f"{settings.lakefs_repo!r} at {settings.lakefs_endpoint} failed ({exc}); "
                     f"branch {settings.lakefs_branch!r} is unchanged, rerun to retry"
                 ) from exc
-        bar.step(skipped=unchanged)
+        bar.advance(skipped=int(unchanged))
 
-    with ThreadPoolExecutor(max_workers=_workers(settings), thread_name_prefix="lakefs-up") as ex:
+    with ThreadPoolExecutor(
+        max_workers=upload_workers(settings), thread_name_prefix="lakefs-up"
+    ) as ex:
         futures = [ex.submit(one, i) for i in ids]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in done if f.exception() is not None), None)
@@ -601,7 +378,7 @@ def commit_sample(
     client = client or make_client(settings)
     repo = ensure_repository(client, settings)
 
-    with _explained(settings, f"looking up sample key {key!r}"):
+    with explained(settings, f"looking up sample key {key!r}"):
         found = _existing(repo, settings, key, fingerprint)
     if found is not None:
         commit_id, meta = found
@@ -613,14 +390,14 @@ def commit_sample(
     metadata = _metadata(spec, key, pool, fingerprint, code_version)
     synth = _read_synth(pool)
     started = time.monotonic()
-    with _explained(settings, f"preparing run branch {_run_branch(key)!r}"):
+    with explained(settings, f"preparing run branch {_run_branch(key)!r}"):
         run, finished = _prepare_run_branch(repo, settings, key, fingerprint, progress)
     if not finished:
-        with _explained(settings, f"writing the sample to branch {run.id!r}"):
-            present = _listing(run, "")
-            present = {p: c for p, c in present.items() if p.startswith(_MANAGED)}
+        with explained(settings, f"writing the sample to branch {run.id!r}"):
+            present = listing(run, "")
+            present = {p: c for p, c in present.items() if p.startswith(MANAGED)}
             ids = [i for s in SPLITS for i in splits[s][ID]]
-            _say(progress, f"{len(ids)} images -> {run.id} ({_workers(settings)} workers)")
+            _say(progress, f"{len(ids)} images -> {run.id} ({upload_workers(settings)} workers)")
             written = _upload_images(run, pool, ids, present, settings, progress)
             files = [_File(f"{SPLITS_DIR}{s}.csv", csvs[s], "text/csv") for s in SPLITS] + [
                 _File(
@@ -643,11 +420,11 @@ def commit_sample(
             _say(progress, f"removed {len(stale)} objects of the previous sample")
             run.commit(
                 message=f"stage sample {key}",
-                metadata={**metadata, "kind": _KIND_RUN},
+                metadata={**metadata, "kind": KIND_RUN},
                 allow_empty=True,
             )
 
-    with _explained(settings, f"merging {run.id!r} into {settings.lakefs_branch!r}"):
+    with explained(settings, f"merging {run.id!r} into {settings.lakefs_branch!r}"):
         main = repo.branch(settings.lakefs_branch)
         base = run.get_commit().parents
         if list(base or []) != [main.get_commit().id]:
@@ -685,172 +462,3 @@ def _read_synth(pool: LabeledImages) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise VersioningError(f"{path}: not readable JSON ({exc})") from exc
-
-
-# --- reading a commit ------------------------------------------------------------------------
-
-
-def _repo(client: lakefs.Client, settings: Settings) -> lakefs.Repository:
-    import lakefs
-
-    return lakefs.Repository(settings.lakefs_repo, client=client)
-
-
-def _resolve_commit(repo: lakefs.Repository, settings: Settings, commit_id: str) -> Any:
-    """The commit named by an explicit (full or abbreviated) commit id; never a branch or tag."""
-    if not isinstance(commit_id, str) or not commit_id.strip():
-        raise VersioningError(f"a commit id is required, got {commit_id!r}")
-    with _explained(settings, f"reading commit {commit_id!r}"):
-        commit = repo.commit(commit_id).get_commit()
-    if not commit.id.startswith(commit_id.lower()):
-        raise VersioningError(
-            f"{commit_id!r} is a branch or tag of repository {settings.lakefs_repo!r} (now at "
-            f"commit {commit.id}), not a commit id: pass the commit id so the data cannot change"
-        )
-    return commit
-
-
-def _read(ref: lakefs.Reference, path: str) -> bytes:
-    return ref.object(path).reader(mode="rb", pre_sign=False).read()
-
-
-def _parse_split(data: bytes, where: str) -> pd.DataFrame:
-    frame = pd.read_csv(io.BytesIO(data), dtype={ID: str})
-    if tuple(frame.columns) != COLUMNS:
-        raise VersioningError(f"{where}: columns {list(frame.columns)} are not {list(COLUMNS)}")
-    return frame.astype({**dict.fromkeys(FLAGS, "int64"), TARGET: "int64"})
-
-
-def load_split(
-    settings: Settings, commit_id: str, split: str, *, client: lakefs.Client | None = None
-) -> LabeledImages:
-    """Rows and images of one split exactly as committed at ``commit_id`` (a commit, not a branch).
-
-    ``content_keys`` holds each image's lakeFS checksum (from one listing of ``images/``), so a
-    cache keyed by it can skip downloading images it has already seen.
-    """
-    if split not in SPLITS:
-        raise VersioningError(f"unknown split {split!r}; splits are {list(SPLITS)}")
-    client = client or make_client(settings)
-    repo = _repo(client, settings)
-    commit = _resolve_commit(repo, settings, commit_id)
-    ref = repo.commit(commit.id)
-    where = f"lakefs://{settings.lakefs_repo}/{commit.id}/{SPLITS_DIR}{split}.csv"
-    with _explained(settings, f"reading {where}"):
-        frame = _parse_split(_read(ref, f"{SPLITS_DIR}{split}.csv"), where)
-    with _explained(settings, f"listing {IMAGES} at commit {commit.id}"):
-        listing = _listing(ref, IMAGES)
-    by_id = {PurePosixPath(p).stem: (p, checksum) for p, checksum in listing.items()}
-    missing = [i for i in frame[ID] if i not in by_id]
-    if missing:
-        raise VersioningError(
-            f"{where}: {len(missing)} Id(s) have no image under {IMAGES} at commit {commit.id}, "
-            f"e.g. {missing[0]!r}"
-        )
-    paths = {i: by_id[i][0] for i in frame[ID]}
-
-    def load(image_id: str) -> bytes:
-        if image_id not in paths:
-            raise KeyError(f"Id {image_id!r} is not in split {split!r} of commit {commit.id}")
-        with _explained(settings, f"reading {paths[image_id]} at commit {commit.id}"):
-            return _read(ref, paths[image_id])
-
-    return LabeledImages(
-        frame=frame,
-        load=load,
-        content_keys={i: by_id[i][1] for i in frame[ID]},
-        source=f"lakefs://{settings.lakefs_repo}/{commit.id}/{split}",
-    )
-
-
-def sample_info(
-    settings: Settings, commit_id: str, *, client: lakefs.Client | None = None
-) -> dict[str, Any]:
-    """``sample.json`` of the commit, plus ``commit_id`` and the synthetic pool's description."""
-    from lakefs.exceptions import NotFoundException
-
-    client = client or make_client(settings)
-    repo = _repo(client, settings)
-    commit = _resolve_commit(repo, settings, commit_id)
-    ref = repo.commit(commit.id)
-    with _explained(settings, f"reading {SAMPLE_JSON} at commit {commit.id}"):
-        info = json.loads(_read(ref, SAMPLE_JSON))
-        try:
-            synth = json.loads(_read(ref, SYNTH_JSON))
-        except NotFoundException:
-            synth = None
-    info["commit_id"] = commit.id
-    if synth is not None:
-        info["synth"] = synth
-        info.setdefault("noise_floor", _noise_floor(synth))
-    return info
-
-
-def commit_time(
-    settings: Settings, commit_id: str, *, client: lakefs.Client | None = None
-) -> datetime:
-    """When the commit was made (UTC)."""
-    client = client or make_client(settings)
-    commit = _resolve_commit(_repo(client, settings), settings, commit_id)
-    return datetime.fromtimestamp(commit.creation_date, tz=UTC)
-
-
-def _info(c: Any) -> CommitInfo:
-    return CommitInfo(
-        id=c.id,
-        message=c.message,
-        metadata=dict(c.metadata or {}),
-        created=datetime.fromtimestamp(c.creation_date, tz=UTC),
-        parents=tuple(c.parents or ()),
-    )
-
-
-def list_commits(
-    settings: Settings,
-    *,
-    limit: int = 50,
-    samples_only: bool = True,
-    client: lakefs.Client | None = None,
-) -> list[CommitInfo]:
-    """Main's history, newest first: one commit per sample (``samples_only``) or every commit."""
-    client = client or make_client(settings)
-    branch = _repo(client, settings).branch(settings.lakefs_branch)
-    out: list[CommitInfo] = []
-    with _explained(settings, f"reading the history of branch {settings.lakefs_branch!r}"):
-        # first_parent: the run branches' own commits are not main's story.
-        for c in branch.log(first_parent=True, amount=min(max(limit, 1), 1000)):
-            if samples_only and (c.metadata or {}).get("kind") != _KIND_SAMPLE:
-                continue
-            out.append(_info(c))
-            if len(out) >= limit:
-                break
-    return out
-
-
-def diff_commits(
-    settings: Settings, a: str, b: str, *, client: lakefs.Client | None = None
-) -> list[DiffEntry]:
-    """Objects added, removed or changed going from ref ``a`` to ref ``b``."""
-    client = client or make_client(settings)
-    repo = _repo(client, settings)
-    for ref in (a, b):
-        with _explained(settings, f"reading commit {ref!r}"):
-            repo.ref(ref).get_commit()
-    with _explained(settings, f"diffing {a!r} against {b!r}"):
-        return [
-            DiffEntry(path=d.path, type=d.type, size_bytes=d.size_bytes)
-            for d in repo.ref(a).diff(b, amount=_LIST_PAGE)
-            if d.path_type == "object"
-        ]
-
-
-def summarize_diff(entries: list[DiffEntry]) -> dict[str, dict[str, int]]:
-    """Counts per top-level prefix (``images/``, ``splits/``, ...) and change type."""
-    counts: dict[str, Counter[str]] = {}
-    for e in entries:
-        head, sep, _ = e.path.partition("/")
-        counts.setdefault(head + sep, Counter())[e.type] += 1
-    return {
-        prefix: {t: c[t] for t in ("added", "removed", "changed")}
-        for prefix, c in sorted(counts.items())
-    }

@@ -1,0 +1,151 @@
+"""Commands for operating: export, serve, drift, demo."""
+
+from __future__ import annotations
+
+import subprocess
+
+import typer
+
+from pawpaw.cli.common import fail
+
+app = typer.Typer()
+
+
+# --- export / serve: the champion as a BentoML model + bento, served (pawpaw.export) -------
+
+
+@app.command("export")
+def export_command(
+    build: bool = typer.Option(True, "--build/--no-build", help="Also build the bento."),
+) -> None:
+    """Import the MLflow champion into BentoML and build its bento (reused when unchanged)."""
+    from pawpaw import export
+    from pawpaw.config import get_settings
+
+    try:
+        result = export.export_champion(get_settings(), build=build)
+    except export.ExportError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"version: {result.version}")
+    typer.echo(f"model:   {result.model_tag}")
+    if result.bento_tag is not None:
+        typer.echo(f"bento:   {result.bento_tag}")
+
+
+@app.command("serve")
+def serve_command(
+    port: int = typer.Option(3000, "--port", min=1, max=65535),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    bento: str | None = typer.Option(
+        None, "--bento", help="Serve this bento tag as is; default: export the champion first."
+    ),
+) -> None:
+    """Serve the champion's bento with `bentoml serve` (API, page at /); Ctrl-C stops."""
+    import os
+    import sys
+
+    from pawpaw import export
+    from pawpaw.config import get_settings
+
+    settings = get_settings()
+    if bento is None:
+        try:
+            bento = export.export_champion(settings).bento_tag
+        except export.ExportError as exc:
+            raise fail(str(exc)) from None
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}"
+    typer.echo(f"serving {bento}")
+    typer.echo(f"page: {url}/   API: {url}/predict, {url}/advise   health: {url}/readyz")
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", host, "--port", str(port)]
+    sys.stdout.flush()
+    # exec: bentoml becomes this process, so signals (Ctrl-C, SIGTERM) reach it directly.
+    os.execve(sys.executable, cmd, {**os.environ, **export.bento_env(settings)})
+
+
+# --- drift: the drift runs stored by the pipeline's drift step (pawpaw.drift) ---------------
+
+
+@app.command("drift")
+def drift_command(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show the latest N runs."),
+) -> None:
+    """Print the drift runs (one per analysis commit, reference commit and model version)."""
+    import sqlalchemy as sa
+    from rich.console import Console
+    from rich.table import Table
+
+    from pawpaw.config import get_settings
+    from pawpaw.drift import read_drift_runs
+
+    settings = get_settings()
+    where = sa.engine.make_url(settings.drift_db_url).render_as_string(hide_password=True)
+    try:
+        runs = read_drift_runs(settings)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise fail(f"cannot read drift runs from {where}: {reason}") from None
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    if runs.empty:
+        console.print(f"no drift runs in {where}", highlight=False)
+        return
+    table = Table(title=f"drift runs ({len(runs)} in {where})")
+    for name in ("time", "analysis", "reference", "model", "rows", "alerts", "RMSE", "drifted"):
+        table.add_column(name, justify="right" if name in ("rows", "alerts") else "left")
+    for run in runs.tail(limit).itertuples(index=False):
+        table.add_row(
+            f"{run.timestamp:%Y-%m-%d %H:%M}",
+            run.analysis_commit[:12],
+            run.reference_commit[:12],
+            run.model_version,
+            f"{run.n_reference} / {run.n_analysis}",
+            str(run.n_alerts),
+            f"{run.rmse_reference:.2f} -> {run.rmse_analysis:.2f}",
+            run.drifted_columns.replace(",", ", ") or "-",
+        )
+    console.print(table)
+
+
+# --- demo: the embedded quick start, end to end (pawpaw.demo) -------------------------------
+
+
+@app.command("demo")
+def demo_command(
+    pool_size: int = typer.Option(4000, min=100, help="Photos in the synthetic pool."),
+    sample_size: int = typer.Option(
+        2000, min=120, help="Photos drawn each month (drift needs 30+ test rows)."
+    ),
+    serve: bool = typer.Option(True, help="Serve the champion with `bentoml serve` at the end."),
+    keep_running: bool = typer.Option(
+        True, help="Keep the services up until Ctrl-C (--no-keep-running: stop after the check)."
+    ),
+    airflow_ui: bool = typer.Option(True, help="Start the Airflow API server (UI) too."),
+    port: int = typer.Option(3000, help="Port of the BentoML service."),
+) -> None:
+    """Synthetic pool -> local services -> the monthly DAG for two months -> serve the champion."""
+    from pawpaw.config import get_settings
+    from pawpaw.demo import DemoOptions, run_demo
+    from pawpaw.services import ServiceError
+
+    opts = DemoOptions(
+        pool_size=pool_size,
+        sample_size=sample_size,
+        serve=serve,
+        serve_port=port,
+        airflow_ui=airflow_ui,
+        keep_running=keep_running,
+    )
+    try:
+        run_demo(get_settings(), opts)
+    except ServiceError as exc:
+        raise fail(str(exc)) from None
+    except subprocess.CalledProcessError as exc:
+        raise fail(
+            f"`{' '.join(map(str, exc.cmd[:4]))} ...` exited with {exc.returncode}"
+        ) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
