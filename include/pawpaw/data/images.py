@@ -10,8 +10,9 @@ the entropy-coded data, so truncation and corruption show, at a fraction of the 
 returns an :class:`ImageInfo`, or raises :class:`ImageError` saying what is wrong. Size and
 pixel limits are parameters: the service has them, the data set reader has none.
 
-Callers: the Kaggle reader (every pool image), versioning (the extension and content type of
-each committed image) and the bento's upload checks (each uploaded photo).
+Callers: the Kaggle reader (every pool image) and the bento's upload checks (each uploaded
+photo) call :func:`check_image`; versioning calls :func:`identify` (the extension and content
+type of each committed image, from its signature bytes, as the reader decoded it already).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from types import MappingProxyType
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FORMATS", "ImageError", "ImageFormat", "ImageInfo", "check_image"]
+__all__ = ["FORMATS", "ImageError", "ImageFormat", "ImageInfo", "check_image", "identify"]
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class ImageFormat:
     name: str  # as people write it
     extension: str  # of the stored file, with the dot
     content_type: str
+    magic: bytes  # the file's first bytes
+    magic_at_8: bytes = b""  # and bytes 8..12 (WebP is a RIFF container)
 
 
 # PIL's format name -> the format. The one list of accepted formats.
 FORMATS: Mapping[str, ImageFormat] = MappingProxyType(
     {
-        "JPEG": ImageFormat("JPEG", ".jpg", "image/jpeg"),
-        "PNG": ImageFormat("PNG", ".png", "image/png"),
-        "WEBP": ImageFormat("WebP", ".webp", "image/webp"),
+        "JPEG": ImageFormat("JPEG", ".jpg", "image/jpeg", b"\xff\xd8\xff"),
+        "PNG": ImageFormat("PNG", ".png", "image/png", b"\x89PNG\r\n\x1a\n"),
+        "WEBP": ImageFormat("WebP", ".webp", "image/webp", b"RIFF", b"WEBP"),
     }
 )
 _NAMES = [f.name for f in FORMATS.values()]
@@ -67,19 +70,22 @@ class ImageError(ValueError):
         self.problem = problem
 
 
+def identify(data: bytes) -> ImageFormat:
+    """The accepted format ``data`` starts like (its signature bytes), without decoding it:
+    what versioning needs to name and type an image the reader has already checked."""
+    for kind in FORMATS.values():
+        if data.startswith(kind.magic) and data[8:].startswith(kind.magic_at_8):
+            return kind
+    raise ImageError(f"does not start like a {' or '.join(_NAMES)} file")
+
+
 def check_image(
-    data: bytes,
-    *,
-    max_bytes: int | None = None,
-    max_pixels: int | None = None,
-    decode: bool = True,
+    data: bytes, *, max_bytes: int | None = None, max_pixels: int | None = None
 ) -> ImageInfo:
     """Check that ``data`` is a whole JPEG, PNG or WebP image within the limits (if given).
 
     Raises :class:`ImageError` when it is empty, over ``max_bytes``, not an image, of another
-    format, over ``max_pixels`` (width x height), or damaged or truncated. ``decode=False``
-    reads the header only (format and size: what versioning needs of images the reader has
-    already decoded), so truncation then goes unnoticed.
+    format, over ``max_pixels`` (width x height), or damaged or truncated.
     """
     if not data:
         raise ImageError("is empty (0 bytes)")
@@ -102,10 +108,9 @@ def check_image(
                         f"is {size[0]}x{size[1]} pixels; the limit is "
                         f"{max_pixels // 1_000_000} megapixels"
                     )
-                if decode:
-                    if fmt == "JPEG":
-                        im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-                    im.load()
+                if fmt == "JPEG":
+                    im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                im.load()
     except ImageError:
         raise
     except UnidentifiedImageError:

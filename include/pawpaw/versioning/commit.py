@@ -10,8 +10,8 @@ committed (atomic and idempotent, keyed by the sample ``key``):
 3. The run branch ``run-<safe key>`` is created from main. A leftover one (a failed run) is
    reused only if it holds a finished commit of this very sample on top of main's current head;
    otherwise it is deleted and redone.
-4. Images are identified (:func:`pawpaw.data.images.check_image` on the header: the format
-   gives each one's extension and content type; the reader already decoded them) and uploaded
+4. Images are identified by their signature bytes (:func:`pawpaw.data.images.identify`: the
+   extension and content type; the reader already decoded them) and uploaded
    concurrently (``settings.lakefs_upload_workers``) straight through the lakeFS API (no
    pre-signed URLs), skipping images whose bytes are
    already there (MD5 equals the lakeFS checksum); objects of the previous sample that are not
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pawpaw.config import PROJECT_ROOT, Settings
-from pawpaw.data.images import ImageError, check_image
+from pawpaw.data.images import ImageError, identify
 from pawpaw.data.labeled import LabeledImages
 from pawpaw.data.sampling import SampleSpec, draw_sample, flag_shares
 from pawpaw.progress import Progress, say
@@ -323,7 +323,7 @@ def _upload_images(
                 f"reading the pool image of Id {image_id!r} failed: {exc}"
             ) from exc
         try:
-            image = check_image(data, decode=False)  # the reader decoded every pool image
+            image = identify(data)
         except ImageError as exc:
             raise VersioningError(f"the pool image of Id {image_id!r} {exc.problem}") from None
         path = f"{IMAGES}{image_id}{image.extension}"
