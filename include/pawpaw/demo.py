@@ -34,8 +34,8 @@ SHIFT = ["Blur=0.4", "Human=0.4", "appeal=-0.5"]
 
 @dataclass
 class DemoOptions:
+    sample_size: int  # photos drawn each month (`pawpaw demo` passes settings.sample_size)
     pool_size: int = 4000
-    sample_size: int = 2000
     serve: bool = True
     serve_port: int = 3000
     airflow_ui: bool = True

@@ -99,7 +99,14 @@ def lakefs_emulator_command(
     from pathlib import Path
     from urllib.parse import urlsplit
 
-    from lakefs_emulator import serve
+    try:
+        from lakefs_emulator import serve
+    except ModuleNotFoundError:
+        raise fail(
+            "the lakeFS-API emulator is development tooling (include/lakefs_emulator), not part "
+            "of the pawpaw package: run it from a development install of the project "
+            "(`make setup`), or point PAWPAW_LAKEFS_ENDPOINT at a real lakeFS"
+        ) from None
 
     from pawpaw.config import get_settings
 

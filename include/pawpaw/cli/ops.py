@@ -7,6 +7,7 @@ import subprocess
 import typer
 
 from pawpaw.cli.common import fail
+from pawpaw.schema import MIN_SAMPLE_SIZE
 
 app = typer.Typer()
 
@@ -114,8 +115,10 @@ def drift_command(
 @app.command("demo")
 def demo_command(
     pool_size: int = typer.Option(4000, min=100, help="Photos in the synthetic pool."),
-    sample_size: int = typer.Option(
-        2000, min=120, help="Photos drawn each month (drift needs 30+ test rows)."
+    sample_size: int | None = typer.Option(
+        None,
+        min=MIN_SAMPLE_SIZE,
+        help="Photos drawn each month (drift needs 30+ test rows) [default: settings].",
     ),
     serve: bool = typer.Option(True, help="Serve the champion with `bentoml serve` at the end."),
     keep_running: bool = typer.Option(
@@ -129,16 +132,17 @@ def demo_command(
     from pawpaw.demo import DemoOptions, run_demo
     from pawpaw.services import ServiceError
 
+    settings = get_settings()
     opts = DemoOptions(
         pool_size=pool_size,
-        sample_size=sample_size,
+        sample_size=sample_size or settings.sample_size,
         serve=serve,
         serve_port=port,
         airflow_ui=airflow_ui,
         keep_running=keep_running,
     )
     try:
-        run_demo(get_settings(), opts)
+        run_demo(settings, opts)
     except ServiceError as exc:
         raise fail(str(exc)) from None
     except subprocess.CalledProcessError as exc:
