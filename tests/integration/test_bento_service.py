@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from PIL import Image
 
 from pawpaw import export
 from pawpaw.config import Settings
-from tests.fixtures.common import free_port, stop_process_group, wait_until
+from tests.fixtures.common import free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -167,25 +166,11 @@ def server(built_bento: str, bento_home: Path, tmp_path_factory: pytest.TempPath
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("pawpaw")), "serve", "--bento", built_bento,
-         "--port", str(port)],
-        env={**os.environ, "BENTOML_HOME": str(bento_home), "BENTOML_DO_NOT_TRACK": "True"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(
-            lambda: proc.poll() is None and httpx.get(f"{url}/readyz").status_code == 200,
-            timeout=180,
-            what="bentoml serve",
-        )
-    except TimeoutError as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise RuntimeError(f"serve failed:\n{log_path.read_text()[-3000:]}") from exc
-    yield url, log_path
-    stop_process_group(proc)
-    log.close()
+    cmd = [str(Path(sys.executable).with_name("pawpaw")), "serve", "--bento", built_bento,
+           "--port", str(port)]  # fmt: skip
+    env = {**os.environ, "BENTOML_HOME": str(bento_home), "BENTOML_DO_NOT_TRACK": "True"}
+    with serving(cmd, url=url, log_path=log_path, env=env):
+        yield url, log_path
 
 
 # --- in process (ASGI) ------------------------------------------------------------------------

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ import pytest
 
 from pawpaw.config import Settings, get_settings
 from pawpaw.schema import ID
-from tests.fixtures.common import free_port, stop_process_group, wait_until
+from tests.fixtures.common import free_port, serving
 from tests.fixtures.lakefs import lakefs_namespace
 
 pytestmark = pytest.mark.integration
@@ -112,27 +110,11 @@ def server(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> Iter
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = tmp_path_factory.mktemp("serve-champion")
-    log_path = workdir / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bentoml")), "serve", champion.bento_tag,
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=workdir, env={**os.environ, **export.bento_env(champion.settings)},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(
-            lambda: proc.poll() is None and httpx.get(f"{url}/readyz").status_code == 200,
-            timeout=240,
-            what="bentoml serve",
-        )
-    except TimeoutError as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-        raise RuntimeError(f"bentoml serve failed:\n{log_path.read_text()[-3000:]}") from exc
-    yield url
-    stop_process_group(proc)
-    log.close()
+    cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", champion.bento_tag,
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    env = {**os.environ, **export.bento_env(champion.settings)}
+    with serving(cmd, url=url, log_path=workdir / "serve.log", env=env, cwd=workdir):
+        yield url
 
 
 @pytest.fixture(scope="module")
