@@ -17,15 +17,28 @@ setup: ## Install uv if missing, then the locked environment (.venv)
 	$(UV) sync --frozen --compile-bytecode
 
 .PHONY: demo
-demo: setup ## Quick start: synthetic pool -> two monthly pipeline runs -> serve the champion
+demo: setup ## Quick start: the local stack, two months run by Airflow's scheduler, the champion served
 	$(UV) run --frozen pawpaw demo
 
+.PHONY: up
+up: setup ## Start the local stack (lakeFS emulator, MLflow, Airflow x4, the bento); a no-op when up
+	$(UV) run --frozen pawpaw up
+
+.PHONY: down
+down: ## Stop every process of the local stack
+	$(UV) run --frozen pawpaw down
+
+.PHONY: status
+status: ## Each service of the local stack: URL, pid, health
+	$(UV) run --frozen pawpaw status
+
 .PHONY: services
-services: ## Start the services the tests need (PostgreSQL)
+services: ## Start the services the tests need (PostgreSQL), install headless Chromium
 	bash scripts/postgres.sh
+	bash scripts/browser.sh
 
 .PHONY: test
-test: setup services ## Run every test tier (unit, integration, dags, e2e)
+test: setup services ## Run every test tier (unit, integration, dags, e2e, browser)
 	$(UV) run --frozen pytest
 
 .PHONY: test-unit

@@ -1,12 +1,13 @@
-"""Benchmark: the monthly pipeline (the real DAG through `airflow dags test`) on 2,000 photos.
+"""Benchmark: the monthly pipeline (the real DAG run by Airflow's scheduler) on 2,000 photos.
 
     python benchmarks/pipeline_month.py [--n 2000] [--workdir DIR]
 
-Runs the embedded quick start (`pawpaw demo`'s code) in a fresh data dir on free ports, without
-serving: month 1 has no champion (sample -> evaluate -> train -> evaluate -> promote -> export,
-drift skipped), month 2 comes from a shifted pool (sample -> evaluate -> maybe retrain ->
-drift). Prints seconds per phase. Cold start: the backbone's ONNX export and every embedding
-happen inside month 1.
+Runs the embedded quick start (`pawpaw demo`'s code: the local stack, two months triggered
+through the REST API and run by the scheduler) in a fresh data dir on free ports, without
+serving, then stops the stack. Month 1 has no champion (sample -> evaluate -> train ->
+evaluate -> promote -> export, drift skipped); month 2 comes from a shifted pool (sample ->
+evaluate -> maybe retrain -> drift). Prints seconds per phase. Cold start: the backbone's ONNX
+export and every embedding happen inside month 1.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ def main() -> None:
         "PAWPAW_LAKEFS_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
         "PAWPAW_BENTOML_HOME": str(workdir / "bentoml"),
         "PAWPAW_MONITORING_DB_URL": f"sqlite:///{workdir / 'monitoring.db'}",
+        "PAWPAW_MLFLOW_PORT": str(_free_port()),
+        "PAWPAW_AIRFLOW_PORT": str(_free_port()),
+        "PAWPAW_SERVE_PORT": str(_free_port()),
     })  # fmt: skip
     from pawpaw.config import get_settings
     from pawpaw.demo import DemoOptions, run_demo
 
-    opts = DemoOptions(
-        pool_size=args.n, sample_size=args.n, serve=False, airflow_ui=False, keep_running=False,
-        mlflow_port=_free_port(),
-    )  # fmt: skip
+    opts = DemoOptions(sample_size=args.n, pool_size=args.n, serve=False, keep_running=False)
     started = time.perf_counter()
     timings = run_demo(get_settings(), opts).timings
     timings["total"] = time.perf_counter() - started

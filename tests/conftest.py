@@ -22,4 +22,6 @@ pytest_plugins = [
     "tests.fixtures.mlflow",
     "tests.fixtures.airflow",
     "tests.fixtures.s3",
+    "tests.fixtures.champion",
+    "tests.fixtures.browser",
 ]

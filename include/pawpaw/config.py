@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; unset: SQLite under data_dir."
     )
 
+    # --- the embedded stack (`pawpaw up`): ports on 127.0.0.1 ------------------------------
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    serve_port: int = Field(default=3000, ge=1, le=65535, description="The bento service.")
+
     # --- serving -----------------------------------------------------------------------
     bento_model: str = "pawpularity"
     bento_service_dir: Path = PROJECT_ROOT / "bentos"

@@ -1,35 +1,38 @@
 """`pawpaw demo`: the embedded quick start, end to end on one machine without Docker.
 
-1. generate a synthetic pool (once; reused afterwards),
-2. start the local services: the lakeFS-API emulator (unless a real lakeFS is configured),
-   an MLflow server (SQLite + local artifacts), the Airflow API server (UI);
-   drift rows go to PostgreSQL when one is reachable, to SQLite otherwise,
-3. run the monthly DAG for two months through Airflow (`airflow dags test`), the second month
-   shifted (more blur, more humans),
-4. serve the champion with `bentoml serve`, send it one photo, print the score and the URLs.
+1. generate a synthetic pool and a shifted one (once; reused afterwards);
+2. start the local stack (:mod:`pawpaw.stack`: lakeFS emulator, MLflow, Airflow's API server,
+   scheduler, DAG processor and triggerer);
+3. trigger the monthly DAG for last month and this month through Airflow's REST API, as the
+   UI's Trigger button does (this month from the shifted pool), unpause it, and follow both
+   runs as the scheduler executes them, one line per task;
+4. serve the champion's bento, send it one photo, print the score and every URL.
+
+The stack keeps running afterwards (`pawpaw down` stops it); Ctrl-C, SIGTERM or SIGHUP during
+the demo stop it at once.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
-from pawpaw.config import PROJECT_ROOT, Settings
+from pawpaw.config import Settings
 from pawpaw.pipeline import default_pool
-from pawpaw.services import ServiceProcess, is_up, start_service, venv_tool
+from pawpaw.progress import say
 
-__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["DAG_ID", "DemoError", "DemoOptions", "DemoResult", "run_demo"]
 
-LOCAL_POSTGRES = "postgresql+psycopg2://pawpaw:pawpaw@127.0.0.1:5432/pawpaw_monitoring"
-# Month 2 comes from a shifted population: more blur, more humans, less appealing light.
+DAG_ID = "pawpularity_monthly"
+# This month comes from a shifted population: more blur, more humans, less appealing light.
 SHIFT = ["Blur=0.4", "Human=0.4", "appeal=-0.5"]
+
+
+class DemoError(RuntimeError):
+    """A demo run did not succeed; the message says where to look."""
 
 
 @dataclass
@@ -37,243 +40,127 @@ class DemoOptions:
     sample_size: int  # photos drawn each month (`pawpaw demo` passes settings.sample_size)
     pool_size: int = 4000
     serve: bool = True
-    serve_port: int = 3000
-    airflow_ui: bool = True
-    airflow_port: int = 8080
-    mlflow_port: int = 5000
-    keep_running: bool = True  # False: stop everything after the prediction check
+    keep_running: bool = True  # False: stop the whole stack at the end
     months: tuple[date, date] = field(default_factory=lambda: _last_two_months(date.today()))
 
 
 @dataclass
 class DemoResult:
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: synth, month1, month2
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: synth, stack, month1, ...
     score: float | None = None  # the served champion's answer to one photo
+    runs: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> task -> state
 
 
 def _last_two_months(today: date) -> tuple[date, date]:
+    """Last month and this month: the 1st of this month is `@monthly`'s newest tick, the run
+    the scheduler creates by itself once the DAG is unpaused (it finds ours and adds none)."""
     this = today.replace(day=1)
-    prev = (
-        this.replace(year=this.year - 1, month=12)
-        if this.month == 1
-        else this.replace(month=this.month - 1)
-    )
+    prev = (this - timedelta(days=1)).replace(day=1)
     return prev, this
 
 
 def _step(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
-
-
-def _is_loopback(url: str) -> bool:
-    return urlparse(url).hostname in {"127.0.0.1", "localhost", "::1"}
-
-
-def _monitoring_url(settings: Settings) -> str:
-    if settings.monitoring_db_url:
-        return settings.monitoring_db_url
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(LOCAL_POSTGRES, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect():
-            return LOCAL_POSTGRES
-    except Exception:
-        return settings.drift_db_url  # SQLite under data_dir
-    finally:
-        engine.dispose()
-
-
-def _start_services(settings: Settings, opts: DemoOptions) -> tuple[list[ServiceProcess], dict]:
-    services: list[ServiceProcess] = []
-    env: dict[str, str] = {}
-    lakefs = settings.lakefs_endpoint.rstrip("/")
-    health = f"{lakefs}/api/v1/healthcheck"
-    if _is_loopback(lakefs):
-        port = str(urlparse(lakefs).port or 8001)
-        cmd = [
-            venv_tool("pawpaw"),
-            "lakefs-emulator",
-            "--port",
-            port,
-            "--data",
-            str(settings.data_dir / "lakefs"),
-        ]
-        services.append(
-            start_service("lakefs-emulator", cmd, health_url=health, url=lakefs, settings=settings)
-        )
-    elif not is_up(health):
-        raise RuntimeError(f"lakeFS at {lakefs} does not answer {health}")
-    else:
-        print(f"  lakeFS: {lakefs} (configured)")
-
-    if settings.mlflow_tracking_uri:
-        tracking = settings.mlflow_tracking_uri
-        print(f"  MLflow: {tracking} (configured)")
-    else:
-        tracking = f"http://127.0.0.1:{opts.mlflow_port}"
-        cmd = [
-            venv_tool("mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(opts.mlflow_port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            settings.tracking_uri,
-            "--artifacts-destination",
-            str(settings.data_dir / "mlartifacts"),
-        ]
-        services.append(
-            start_service(
-                "mlflow", cmd, health_url=f"{tracking}/health", url=tracking, settings=settings
-            )
-        )
-    env["PAWPAW_MLFLOW_TRACKING_URI"] = tracking
-    env["PAWPAW_MONITORING_DB_URL"] = _monitoring_url(settings)
-    print(f"  drift store: {env['PAWPAW_MONITORING_DB_URL'].split('@')[-1]}")
-    return services, env
-
-
-def _airflow_env(settings: Settings, opts: DemoOptions) -> dict[str, str]:
-    return {
-        "AIRFLOW_HOME": str(settings.data_dir / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__API__PORT": str(opts.airflow_port),
-        "PYTHONPATH": os.pathsep.join(
-            [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-
-
-def _airflow(args: list[str], env: dict[str, str]) -> None:
-    cmd = [venv_tool("airflow"), *args]
-    print("  $ airflow " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, **env})
+    say(True, f"\n==> {text}")
 
 
 def run_demo(settings: Settings, opts: DemoOptions) -> DemoResult:
-    """Run the quick start; returns the seconds per phase and the served model's score."""
+    """Run the quick start; returns the seconds per phase, the task states and the score."""
+    from pawpaw import stack
+
     started = time.monotonic()
     result = DemoResult()
-    timings = result.timings
     pool = default_pool(settings)
     shifted = pool.with_name("shifted")
-    _step(
-        f"1/4 synthetic pools: {pool} ({opts.pool_size}), {shifted} ({opts.sample_size}, shifted)"
-    )
+    _step(f"1/4 synthetic pools: {pool} ({opts.pool_size}), {shifted} ({opts.sample_size}, "
+          "shifted)")  # fmt: skip
     _synthesize(pool, opts.pool_size, seed=0, shift=[])
     _synthesize(shifted, opts.sample_size, seed=1, shift=SHIFT)
-    timings["synth"] = time.monotonic() - started
+    result.timings["synth"] = time.monotonic() - started
 
-    _step("2/4 local services")
-    services, env = _start_services(settings, opts)
-    airflow_env = {**env, **_airflow_env(settings, opts)}
-    try:
-        _airflow(["db", "migrate"], airflow_env)
-        if opts.airflow_ui:
-            services.append(
-                start_service(
-                    "airflow-api-server",
-                    [
-                        venv_tool("airflow"),
-                        "api-server",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(opts.airflow_port),
-                    ],
-                    health_url=f"http://127.0.0.1:{opts.airflow_port}/api/v2/monitor/health",
-                    url=f"http://127.0.0.1:{opts.airflow_port}",
-                    settings=settings,
-                    env=airflow_env,
-                    timeout=180,
-                )
-            )
-
-        for i, (month, source) in enumerate(zip(opts.months, (pool, shifted), strict=True), 1):
-            _step(f"3/4 month {i}: {month:%Y-%m} from {source.name} (Airflow dags test)")
-            t0 = time.monotonic()
-            conf = {"sample_size": opts.sample_size, "pool": str(source)}
-            _airflow(
-                [
-                    "dags",
-                    "test",
-                    "pawpularity_monthly",
-                    month.isoformat(),
-                    "--conf",
-                    json.dumps(conf),
-                ],
-                airflow_env,
-            )
-            timings[f"month{i}"] = time.monotonic() - t0
-            print(f"  month {i} took {timings[f'month{i}']:.0f}s")
-
+    with stack.stopping_on_signals(settings):
+        _step("2/4 the local stack (`pawpaw up`)")
+        t0 = time.monotonic()
+        served = settings.model_copy(update=stack.up(settings, bento=False))
+        result.timings["stack"] = time.monotonic() - t0
+        _run_months(settings, opts, (pool, shifted), result)
         _step("4/4 serve the champion with BentoML")
         if opts.serve:
-            service, result.score = _serve(settings, opts, env)
-            services.append(service)
-        _summary(settings, env, services, started)
-        if opts.serve and opts.keep_running:
-            print("\nServing. Press Ctrl-C to stop every service.", flush=True)
-            while all(s.process is None or s.process.poll() is None for s in services):
-                time.sleep(1)
-    except KeyboardInterrupt:
-        print("\nstopping…")
-    finally:
-        for service in reversed(services):
-            service.stop()
+            stack.up(served, bento=True)
+            result.score = _score_one(settings, pool)
+        _summary(settings, started)
+        if not opts.keep_running:
+            stack.down(settings)
     return result
+
+
+def _run_months(
+    settings: Settings, opts: DemoOptions, pools: tuple[Path, Path], result: DemoResult
+) -> None:
+    from pawpaw.stack.runs import AirflowAPI
+
+    api = AirflowAPI(f"http://127.0.0.1:{settings.airflow_port}")
+    api.wait_for_dag(DAG_ID)
+    now = datetime.now(UTC)
+    run_ids = []
+    for i, (month, pool) in enumerate(zip(opts.months, pools, strict=True)):
+        run_id = f"demo__{month:%Y-%m}"
+        logical = datetime(month.year, month.month, 1, tzinfo=UTC)
+        conf = {"pool": str(pool), "sample_size": opts.sample_size}
+        # run_after orders the queue: last month first (max_active_runs=1 runs one at a time).
+        api.trigger(DAG_ID, run_id=run_id, logical_date=logical, conf=conf,
+                    run_after=now + timedelta(seconds=i))  # fmt: skip
+        run_ids.append(run_id)
+    # Unpaused after the triggers: this month's run already exists, so the scheduler does not
+    # add one of its own for the newest tick.
+    api.set_paused(DAG_ID, False)
+    for i, run_id in enumerate(run_ids, 1):
+        _step(f"3/4 month {i}: {run_id} (scheduled by Airflow; logs in the UI)")
+        t0 = time.monotonic()
+        states: dict[str, str] = {}
+
+        def show(task: dict[str, Any], states: dict[str, str] = states) -> None:
+            states[task["task_id"]] = task["state"]
+            duration = task.get("duration")
+            took = f"{duration:6.1f}s" if duration is not None else "      -"
+            say(True, f"  {task['task_id']:22s} {task['state']:16s} {took}")
+
+        run = api.follow(DAG_ID, run_id, on_task=show)
+        result.timings[f"month{i}"] = time.monotonic() - t0
+        result.runs[run_id] = states
+        if run["state"] != "success":
+            failed = sorted(t for t, s in states.items() if s in {"failed", "upstream_failed"})
+            raise DemoError(
+                f"run {run_id} {run['state']} (tasks: {', '.join(failed) or '?'}); read their "
+                f"logs at http://127.0.0.1:{settings.airflow_port}/dags/{DAG_ID}"
+            )
+        say(True, f"  month {i} took {result.timings[f'month{i}']:.0f}s")
 
 
 def _synthesize(path: Path, n: int, *, seed: int, shift: list[str]) -> None:
     from pawpaw import synth
 
     if (path / "train.csv").exists():
-        print(f"  reusing {path}")
+        say(True, f"  reusing {path}")
         return
     synth.generate(path, n=n, seed=seed, shift=synth.Shift.parse(shift), progress=True)
 
 
-def _serve(
-    settings: Settings, opts: DemoOptions, env: dict[str, str]
-) -> tuple[ServiceProcess, float]:
-    from pawpaw import export
+def _score_one(settings: Settings, pool: Path) -> float:
+    from pawpaw.export import request_score
 
-    exported = export.export_champion(settings.model_copy(update=_settings_update(env)))
-    url = f"http://127.0.0.1:{opts.serve_port}"
-    cmd = [venv_tool("bentoml"), "serve", exported.bento_tag,
-           "--host", "127.0.0.1", "--port", str(opts.serve_port)]  # fmt: skip
-    service = start_service(
-        "bento",
-        cmd,
-        health_url=f"{url}/readyz",
-        url=url,
-        settings=settings,
-        env=export.bento_env(settings),
-        timeout=180,
-    )
-    image = next(iter(sorted((default_pool(settings) / "train").glob("*.jpg"))))
-    score = export.request_score(url, image.read_bytes())
-    print(f"  POST {url}/predict with {image.name} -> Pawpularity {score:.1f}")
-    return service, score
+    url = f"http://127.0.0.1:{settings.serve_port}"
+    image = next(iter(sorted((pool / "train").glob("*.jpg"))))
+    score = request_score(url, image.read_bytes())
+    say(True, f"  POST {url}/predict with {image.name} -> Pawpularity {score:.1f}")
+    return score
 
 
-def _settings_update(env: dict[str, str]) -> dict:
-    return {
-        "mlflow_tracking_uri": env["PAWPAW_MLFLOW_TRACKING_URI"],
-        "monitoring_db_url": env["PAWPAW_MONITORING_DB_URL"],
-    }
+def _summary(settings: Settings, started: float) -> None:
+    from pawpaw import stack
 
-
-def _summary(settings: Settings, env: dict, services: list[ServiceProcess], started: float) -> None:
     _step(f"done in {time.monotonic() - started:.0f}s")
-    for service in services:
-        print(f"  {service.name:20s} {service.url}")
-    print(f"  {'drift store':20s} {env['PAWPAW_MONITORING_DB_URL'].split('@')[-1]}")
-    print(f"  {'python':20s} {sys.executable}")
+    for row in stack.status(settings):
+        say(True, f"  {row.name:22s} {row.url}")
+    say(True, f"  Airflow UI: http://127.0.0.1:{settings.airflow_port} (no login: everyone is "
+              "admin in the embedded profile)")  # fmt: skip
+    say(True, "  `pawpaw status` shows the stack, `pawpaw down` stops it")

@@ -1,12 +1,14 @@
 """Progress output for long work, the one channel every stage uses.
 
-Plain lines on stderr, so stdout stays for results (a commit id, a version) and Airflow task
-logs and terminals read the same text. :func:`say` prints one line; :class:`Progress` counts
-items done (thread-safe) and prints a line with the rate at most every ``every`` seconds.
+Plain lines on stderr, so stdout stays for results (a commit id, a version); inside an Airflow
+task on stdout, because Airflow logs a task's stderr at ERROR level and progress is no error.
+:func:`say` prints one line; :class:`Progress` counts items done (thread-safe) and prints a
+line with the rate at most every ``every`` seconds.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -15,9 +17,12 @@ __all__ = ["Progress", "say"]
 
 
 def say(enabled: bool, message: str, *, tag: str | None = None) -> None:
-    """Print ``message`` (prefixed ``[tag]``) on stderr when ``enabled``."""
+    """Print ``message`` (prefixed ``[tag]``) when ``enabled``: on stderr, or on stdout inside an
+    Airflow task."""
     if enabled:
-        print(f"[{tag}] {message}" if tag else message, file=sys.stderr, flush=True)
+        # Airflow exports AIRFLOW_CTX_* into a task's environment while it runs.
+        stream = sys.stdout if "AIRFLOW_CTX_DAG_ID" in os.environ else sys.stderr
+        print(f"[{tag}] {message}" if tag else message, file=stream, flush=True)
 
 
 class Progress:

@@ -4,117 +4,25 @@ registered in a real MLflow server, promoted, exported to BentoML, and served by
 `bentoml serve` as a separate process. What the server answers must be what the registered
 MLflow model computes on the same bytes.
 
-One training, one export and one server for the module (module-scoped fixtures).
+One training, one export and one server for the session (tests/fixtures/champion.py: the
+browser tests of the upload page use the same served champion).
 """
 
 from __future__ import annotations
-
-import io
-import os
-import sys
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from pawpaw.config import Settings, get_settings
-from pawpaw.schema import ID
-from tests.fixtures.common import free_port, serving
-from tests.fixtures.lakefs import lakefs_namespace
+from tests.fixtures.champion import N_PHOTOS, Champion
 
 pytestmark = pytest.mark.integration
 
-N_PHOTOS = 6
 
-
-@dataclass(frozen=True)
-class Champion:
-    settings: Settings
-    commit_id: str
-    version: str
-    run_id: str
-    model_tag: str
-    bento_tag: str
-    photos: list[bytes]  # test-split photos of the commit (never trained on), the last a PNG
-
-
-@pytest.fixture(scope="module")
-def serve_settings(
-    tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, lakefs_server
-) -> Iterator[Settings]:
-    """Settings on the session's MLflow server and lakeFS, with names of this module's own,
-    through the environment (as `pawpaw` and `bentoml` child processes would see them)."""
-    suffix = uuid.uuid4().hex[:10]
-    repo = f"serve-{suffix}"
-    home = tmp_path_factory.getbasetemp() / "bentoml-home"  # BentoML's store is per process
-    env = {
-        "PAWPAW_DATA_DIR": str(tmp_path_factory.mktemp("serve-data")),
-        "PAWPAW_MLFLOW_TRACKING_URI": mlflow_server,
-        "PAWPAW_REGISTERED_MODEL": f"pawpularity-serve-{suffix}",
-        "PAWPAW_MLFLOW_EXPERIMENT": f"pawpularity-serve-{suffix}",
-        "PAWPAW_LAKEFS_ENDPOINT": lakefs_server.endpoint,
-        "PAWPAW_LAKEFS_ACCESS_KEY_ID": lakefs_server.access_key_id,
-        "PAWPAW_LAKEFS_SECRET_ACCESS_KEY": lakefs_server.secret_access_key,
-        "PAWPAW_LAKEFS_REPO": repo,
-        "PAWPAW_LAKEFS_STORAGE_NAMESPACE": lakefs_namespace(lakefs_server, repo),
-        "PAWPAW_LAKEFS_UPLOAD_WORKERS": "4",
-        "PAWPAW_BENTO_MODEL": f"pawpularity-serve-{suffix}",
-        "PAWPAW_BENTOML_HOME": str(home),
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "MLFLOW_UV_AUTO_DETECT": "false",  # don't copy this repo's uv.lock into the model
-    }
-    mp = pytest.MonkeyPatch()
-    for key, value in env.items():
-        mp.setenv(key, value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def champion(serve_settings: Settings, synthetic_pool: Path) -> Champion:
-    """Commit a 100-row sample, train a ridge head on the real backbone, promote, export."""
-    from pawpaw import export, registry
-    from pawpaw.data.kaggle import read_dataset
-    from pawpaw.data.sampling import SampleSpec
-    from pawpaw.train import train
-    from pawpaw.versioning import commit_sample, load_split
-
-    st = serve_settings
-    spec = SampleSpec(n=100, seed=5, val_fraction=0.2, test_fraction=0.2)
-    commit = commit_sample(st, read_dataset(synthetic_pool), spec, key="serve").commit_id
-    trained = train(st, commit, mode="head", head_kinds=("ridge",), progress=False)
-    assert not trained.reused
-    registry.promote(st, trained.version)
-    exported = export.export_champion(st, progress=False)
-    assert exported.version == trained.version and exported.bento_tag is not None
-    test = load_split(st, commit, "test")
-    photos = [test.load(str(i)) for i in test.frame[ID].iloc[: N_PHOTOS - 1]]
-    photos.append(_as_png(photos[0]))  # the service takes any format the model decodes
-    return Champion(
-        st, commit, trained.version, trained.run_id, exported.model_tag, exported.bento_tag, photos
-    )
-
-
-@pytest.fixture(scope="module")
-def server(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`bentoml serve <the exported bento>` on a free port, in its own process group."""
-    from pawpaw import export
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = tmp_path_factory.mktemp("serve-champion")
-    cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", champion.bento_tag,
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    env = {**os.environ, **export.bento_env(champion.settings)}
-    with serving(cmd, url=url, log_path=workdir / "serve.log", env=env, cwd=workdir):
-        yield url
+@pytest.fixture
+def server(champion_server: str) -> str:
+    """The session's `bentoml serve` of the champion (tests/fixtures/champion.py)."""
+    return champion_server
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +38,6 @@ def pyfunc_scores(champion: Champion, tmp_path_factory: pytest.TempPathFactory) 
     scores = np.asarray(model.predict(pd.DataFrame({"image": champion.photos})), dtype=np.float64)
     assert scores.shape == (N_PHOTOS,)
     return scores
-
-
-def _as_png(jpeg: bytes) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(jpeg)).convert("RGB").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _predict(url: str, photos: list[bytes]) -> list[float]:

@@ -1,15 +1,15 @@
 """`pawpaw`: the command line over the library. Each lifecycle stage is one command.
 
-Commands live by area (:mod:`.data`, :mod:`.model`, :mod:`.ops`) and are gathered here into one
-flat ``pawpaw`` app. Heavy imports (torch, mlflow, pandas, ...) happen inside the commands so
-``--help`` stays fast.
+Commands live by area (:mod:`.data`, :mod:`.model`, :mod:`.ops`, :mod:`.stack`) and are
+gathered here into one flat ``pawpaw`` app. Heavy imports (torch, mlflow, pandas, ...) happen
+inside the commands so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import typer
 
-from pawpaw.cli import data, model, ops
+from pawpaw.cli import data, model, ops, stack
 
 __all__ = ["app"]
 
@@ -21,5 +21,5 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-for _area in (data, model, ops):  # in pipeline order, as `pawpaw --help` lists them
+for _area in (data, model, ops, stack):  # in pipeline order, as `pawpaw --help` lists them
     app.registered_commands.extend(_area.app.registered_commands)

@@ -1,10 +1,27 @@
-"""What every command shares: one-line errors instead of tracebacks."""
+"""What every command shares: the settings in force, one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-__all__ = ["fail", "model_errors", "one_line"]
+if TYPE_CHECKING:
+    from pawpaw.config import Settings
+
+__all__ = ["current_settings", "fail", "model_errors", "one_line"]
+
+
+def current_settings() -> Settings:
+    """The settings, pointed at the running local stack's MLflow server and drift store when
+    `pawpaw up` has started one (explicit ``PAWPAW_*`` settings win); without a stack, the
+    same stores are read directly (SQLite files under the data dir)."""
+    from pawpaw.config import get_settings
+    from pawpaw.stack import running_overrides
+
+    settings = get_settings()
+    overrides = running_overrides(settings)
+    return settings.model_copy(update=overrides) if overrides else settings
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

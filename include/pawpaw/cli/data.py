@@ -160,11 +160,11 @@ def sample_command(
     from pathlib import Path
 
     from pawpaw import versioning
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.data import kaggle
     from pawpaw.data.sampling import SampleError, SampleSpec, sample_key
 
-    settings = get_settings()
+    settings = current_settings()
     pool_dir = Path(pool).expanduser().resolve()
     try:
         spec = SampleSpec(
@@ -196,10 +196,12 @@ def commits_command(
     from rich.table import Table
 
     from pawpaw import versioning
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
 
     try:
-        commits = versioning.list_commits(get_settings(), limit=limit, samples_only=not all_commits)
+        commits = versioning.list_commits(
+            current_settings(), limit=limit, samples_only=not all_commits
+        )
     except versioning.VersioningError as exc:
         raise fail(str(exc)) from None
     table = Table("id", "date (UTC)", "message", "key", "n", "bias")
@@ -227,10 +229,10 @@ def diff_command(
     from rich.table import Table
 
     from pawpaw import versioning
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
 
     try:
-        entries = versioning.diff_commits(get_settings(), a, b)
+        entries = versioning.diff_commits(current_settings(), a, b)
     except versioning.VersioningError as exc:
         raise fail(str(exc)) from None
     console = Console(width=200)

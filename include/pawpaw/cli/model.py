@@ -19,10 +19,10 @@ def backbone_command(
     ),
 ) -> None:
     """Export the configured backbone to ONNX once (reused after) and print its id and path."""
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.model.embed import Embedder
 
-    settings = get_settings()
+    settings = current_settings()
     try:
         embedder = Embedder.from_settings(settings, weights=weights)
     except (ValueError, RuntimeError) as exc:
@@ -47,11 +47,11 @@ def train_command(
 ) -> None:
     """Train a challenger on a commit and register it; the first model becomes champion."""
     from pawpaw import registry
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.model.heads import HEAD_KINDS
     from pawpaw.train import train
 
-    settings = get_settings()
+    settings = current_settings()
     mode = mode or settings.train_mode
     errors = model_errors()
     try:
@@ -76,10 +76,10 @@ def evaluate_command(
     version: str | None = typer.Option(None, "--version", help="Model version [champion]."),
 ) -> None:
     """RMSE, MAE, R^2 and the mean-predictor RMSE on a commit's test split (stored once)."""
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.evaluation import evaluate
 
-    settings = get_settings()
+    settings = current_settings()
     try:
         result = evaluate(settings, commit, version=version)
     except model_errors() as exc:
@@ -104,11 +104,11 @@ def promote_command(
 ) -> None:
     """Make a version champion if it beats the champion on its training commit's test split."""
     from pawpaw import registry
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.decisions import Decision, should_promote
     from pawpaw.evaluation import head_to_head
 
-    settings = get_settings()
+    settings = current_settings()
     try:
         version = version or registry.alias_version(settings, registry.CHALLENGER)
         if version is None:
@@ -131,9 +131,9 @@ def promote_command(
 def rollback_command() -> None:
     """Swap the champion back to the previous champion."""
     from pawpaw import registry
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
 
-    settings = get_settings()
+    settings = current_settings()
     try:
         restored = registry.rollback(settings)
         previous = registry.alias_version(settings, registry.PREVIOUS)
@@ -149,10 +149,10 @@ def models_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.evaluation import describe_models
 
-    settings = get_settings()
+    settings = current_settings()
     try:
         rows = describe_models(settings)
     except model_errors() as exc:

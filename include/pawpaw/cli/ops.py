@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import typer
 
 from pawpaw.cli.common import fail
@@ -21,10 +19,10 @@ def export_command(
 ) -> None:
     """Import the MLflow champion into BentoML and build its bento (reused when unchanged)."""
     from pawpaw import export
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
 
     try:
-        result = export.export_champion(get_settings(), build=build)
+        result = export.export_champion(current_settings(), build=build)
     except export.ExportError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"version: {result.version}")
@@ -46,9 +44,9 @@ def serve_command(
     import sys
 
     from pawpaw import export
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
 
-    settings = get_settings()
+    settings = current_settings()
     if bento is None:
         try:
             bento = export.export_champion(settings).bento_tag
@@ -76,10 +74,10 @@ def drift_command(
     from rich.console import Console
     from rich.table import Table
 
-    from pawpaw.config import get_settings
+    from pawpaw.cli.common import current_settings
     from pawpaw.drift import read_drift_runs
 
-    settings = get_settings()
+    settings = current_settings()
     where = sa.engine.make_url(settings.drift_db_url).render_as_string(hide_password=True)
     try:
         runs = read_drift_runs(settings)
@@ -122,33 +120,30 @@ def demo_command(
     ),
     serve: bool = typer.Option(True, help="Serve the champion with `bentoml serve` at the end."),
     keep_running: bool = typer.Option(
-        True, help="Keep the services up until Ctrl-C (--no-keep-running: stop after the check)."
+        True, help="Leave the stack running afterwards (`pawpaw down` stops it)."
     ),
-    airflow_ui: bool = typer.Option(True, help="Start the Airflow API server (UI) too."),
-    port: int = typer.Option(3000, help="Port of the BentoML service."),
 ) -> None:
-    """Synthetic pool -> local services -> the monthly DAG for two months -> serve the champion."""
+    """Synthetic pools -> the local stack -> two months run by Airflow's scheduler -> serve."""
+    from pawpaw import stack
     from pawpaw.config import get_settings
-    from pawpaw.demo import DemoOptions, run_demo
-    from pawpaw.services import ServiceError
+    from pawpaw.demo import DemoError, DemoOptions, run_demo
+    from pawpaw.stack.runs import RunError
 
     settings = get_settings()
     opts = DemoOptions(
-        pool_size=pool_size,
         sample_size=sample_size or settings.sample_size,
+        pool_size=pool_size,
         serve=serve,
-        serve_port=port,
-        airflow_ui=airflow_ui,
         keep_running=keep_running,
     )
     try:
         run_demo(settings, opts)
-    except ServiceError as exc:
-        raise fail(str(exc)) from None
-    except subprocess.CalledProcessError as exc:
+    except (stack.StackError, RunError, DemoError) as exc:
         raise fail(
-            f"`{' '.join(map(str, exc.cmd[:4]))} ...` exited with {exc.returncode}"
+            f"{exc}\n(the stack is left running for a look; `pawpaw down` stops it)"
         ) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
