@@ -236,6 +236,18 @@ def test_a_killed_scheduler_recovers_and_duplicates_nothing(stack) -> None:
     assert runs == 1 and after["drift_rows"] > 0
 
 
+def test_commands_use_the_running_stacks_stores(stack) -> None:
+    from typer.testing import CliRunner
+
+    from pawpaw.cli import app
+
+    settings = stack["settings"]
+    listed = CliRunner().invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert f"@ http://127.0.0.1:{settings.mlflow_port}" in listed.output  # the stack's server
+    assert "champion" in listed.output
+
+
 def _alive(pid: int) -> bool:
     import psutil
 
@@ -290,6 +302,25 @@ def test_down_leaves_no_process_and_frees_every_port(stack) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))  # would raise if anything still listened
     assert local_stack.status(settings) == []
+
+    # With the stack down, the same commands read the same stores directly: the registry from
+    # MLflow's SQLite file, the model's artifacts as plain files (no server to resolve them).
+    from typer.testing import CliRunner
+
+    from pawpaw.cli import app
+    from pawpaw.evaluation import load_model
+    from pawpaw.registry import CHAMPION, alias_version
+
+    listed = CliRunner().invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert "@ sqlite:///" in listed.output and "champion" in listed.output
+    version = alias_version(settings, CHAMPION)
+    model = load_model(settings, version, settings.data_dir / "champion-after-down")
+    photo = next(iter(sorted((stack["pools"]["base"] / "train").glob("*.jpg")))).read_bytes()
+    import pandas as pd
+
+    (score,) = model.predict(pd.DataFrame({"image": [photo]}))
+    assert 1.0 <= score <= 100.0
 
 
 def _pgid(pid: int) -> int | None:
