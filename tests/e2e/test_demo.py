@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -76,3 +77,9 @@ def test_demo_runs_two_scheduled_months_and_serves_a_score(
         except OSError:
             continue
     assert left == []
+    for record in state["services"].values():  # the bento's workers hold its port, too
+        if record.get("port"):
+            with socket.socket() as sock:
+                # Still LISTENing anywhere makes this bind fail (TIME_WAIT leftovers do not).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", record["port"]))

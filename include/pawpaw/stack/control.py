@@ -17,10 +17,10 @@ from pawpaw.progress import say
 from pawpaw.stack.processes import (
     StackError,
     alive,
-    group_pids,
     port_in_use,
     port_owner,
-    signal_group,
+    service_processes,
+    stop_processes,
     tail,
     tool,
 )
@@ -206,16 +206,9 @@ def down(settings: Settings, *, progress: bool = True, timeout: float = 20.0) ->
         record = state["services"].get(name)
         if record is None:
             continue
-        marker = record["marker"]
-        groups = [g for g in record.get("pgids", []) if group_pids(g, marker)]
-        for pgid in groups:
-            signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(group_pids(g, marker) for g in groups) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pgid in groups:
-            signal_group(pgid, signal.SIGKILL)
-        if groups:
+        procs = service_processes(record.get("pid"), record.get("pgids", []), record["marker"])
+        stop_processes(procs, timeout)
+        if procs:
             stopped.append(name)
             say(progress, f"{name:22s} stopped", tag=TAG)
         del state["services"][name]

@@ -8,19 +8,24 @@ import os
 import signal
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = [
     "StackError",
     "alive",
     "answers",
-    "group_pids",
     "json_at",
     "port_in_use",
     "port_owner",
-    "signal_group",
+    "service_processes",
+    "stop_processes",
     "tail",
     "tool",
 ]
@@ -83,23 +88,44 @@ def port_owner(port: int) -> str:
     return "another program"
 
 
-def group_pids(pgid: int, marker: str) -> list[int]:
-    """Live processes of process group ``pgid`` whose command line holds ``marker`` (the
-    service's program: a group id reused by an unrelated program is never ours)."""
+def service_processes(pid: int | None, pgids: list[int], marker: str) -> list[psutil.Process]:
+    """A service's live processes: its leader's descendants (workers that start sessions of
+    their own, as BentoML's do, included) and the members of its process groups whose command
+    line holds ``marker`` (its program: a group id reused by another program is not ours)."""
     import psutil
 
-    found = []
-    for proc in psutil.process_iter(["pid", "status", "cmdline"]):
-        try:
-            if (
-                os.getpgid(proc.pid) == pgid
-                and proc.info["status"] != psutil.STATUS_ZOMBIE
-                and marker in " ".join(proc.info["cmdline"] or ())
-            ):
-                found.append(proc.pid)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return found
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        if pid is not None:
+            leader = psutil.Process(pid)
+            found = {p.pid: p for p in (leader, *leader.children(recursive=True))}
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) in pgids and marker in " ".join(proc.info["cmdline"] or ()):
+                found.setdefault(proc.pid, proc)
+    return [p for p in found.values() if _running(p)]
+
+
+def _running(proc: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_processes(procs: list[psutil.Process], timeout: float) -> None:
+    """SIGTERM each, wait up to ``timeout`` seconds, SIGKILL what is left."""
+    import psutil
+
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        deadline = time.monotonic() + wait
+        while (procs := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def alive(pid: int | None) -> bool:
@@ -118,8 +144,3 @@ def tail(path: Path, lines: int = 25) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
