@@ -14,7 +14,7 @@ help: ## Show this help
 setup: ## Install uv if missing, then the locked environment (.venv)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || \
 		python3 -m pip install --quiet --user --break-system-packages uv
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --all-extras --compile-bytecode
 
 .PHONY: demo
 demo: setup ## Quick start: the local stack, two months run by Airflow's scheduler, the champion served

@@ -67,12 +67,21 @@ def requirements(gpu: bool = SERVE_GPU) -> list[str]:
             if _project(line) not in merged or re.search(r"[<>=!~@]", line):
                 merged[_project(line)] = line
     if gpu and "onnxruntime" in merged:
-        # Both wheels provide the `onnxruntime` module; only the GPU one may be installed. The
-        # extras pull CUDA and cuDNN from PyPI (nvidia-* wheels) onto the plain Python base.
-        # onnxruntime-gpu releases lag the CPU wheel's, so the CPU pin cannot carry over: any
-        # 1.x from 1.20 (CUDA 12 wheels, opset 17+) runs the exported graph.
-        merged["onnxruntime"] = "onnxruntime-gpu[cuda,cudnn]>=1.20,<2"
+        # Both wheels provide the `onnxruntime` module; only the GPU one may be installed.
+        merged["onnxruntime"] = ONNXRUNTIME_GPU
     return sorted(merged.values())
+
+
+# The GPU image's ONNX Runtime, pinned exactly: its `cuda` and `cudnn` extras pull CUDA 13 and
+# cuDNN 9 from PyPI (nvidia-* wheels) onto the plain Python base image, and `preload_dlls()`
+# (>= 1.21) loads them before a session asks for the CUDA provider. A range would admit
+# releases without those extras or built for another CUDA major, which silently fall back to
+# the CPU. onnxruntime-gpu releases lag the CPU wheel's, so the CPU pin cannot carry over.
+# Host: an NVIDIA driver >= 580 (CUDA 13.x; 580.65.06 or newer) and the NVIDIA container
+# toolkit. tests/unit/test_bento_requirements.py checks the pin's form.
+ONNXRUNTIME_GPU_VERSION = "1.31.1"
+ONNXRUNTIME_GPU = f"onnxruntime-gpu[cuda,cudnn]=={ONNXRUNTIME_GPU_VERSION}"
+MIN_NVIDIA_DRIVER = "580.65.06"
 
 
 def _pinned(name: str) -> str:

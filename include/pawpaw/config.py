@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------
     backbone: str = "tf_efficientnet_lite0"
     backbone_weights: str = Field(
-        default="package", pattern="^(package|hub|none)$", description="See pawpaw.model.backbone."
+        default="package",
+        pattern=_one_of(WEIGHTS_SOURCES),
+        description="See pawpaw.model.backbone.",
     )
     train_mode: str = Field(default="head", pattern=_one_of(TRAIN_MODES))
     embed_batch_size: int = Field(default=32, ge=1)

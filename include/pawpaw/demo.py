@@ -23,8 +23,9 @@ from typing import Any
 from pawpaw.config import Settings
 from pawpaw.pipeline import default_pool
 from pawpaw.progress import say
+from pawpaw.stack.runs import AirflowAPI
 
-__all__ = ["DAG_ID", "DemoError", "DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["DAG_ID", "DemoError", "DemoOptions", "DemoResult", "last_two_months", "run_demo"]
 
 DAG_ID = "pawpularity_monthly"
 # This month comes from a shifted population: more blur, more humans, less appealing light.
@@ -41,7 +42,7 @@ class DemoOptions:
     pool_size: int = 4000
     serve: bool = True
     keep_running: bool = True  # False: stop the whole stack at the end
-    months: tuple[date, date] = field(default_factory=lambda: _last_two_months(date.today()))
+    months: tuple[date, date] = field(default_factory=lambda: last_two_months(date.today()))
 
 
 @dataclass
@@ -51,7 +52,7 @@ class DemoResult:
     runs: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> task -> state
 
 
-def _last_two_months(today: date) -> tuple[date, date]:
+def last_two_months(today: date) -> tuple[date, date]:
     """Last month and this month: the 1st of this month is `@monthly`'s newest tick, the run
     the scheduler creates by itself once the DAG is unpaused (it finds ours and adds none)."""
     this = today.replace(day=1)
@@ -96,9 +97,17 @@ def run_demo(settings: Settings, opts: DemoOptions) -> DemoResult:
 def _run_months(
     settings: Settings, opts: DemoOptions, pools: tuple[Path, Path], result: DemoResult
 ) -> None:
-    from pawpaw.stack.runs import AirflowAPI
+    with AirflowAPI(f"http://127.0.0.1:{settings.airflow_port}") as api:
+        _trigger_and_follow(api, settings, opts, pools, result)
 
-    api = AirflowAPI(f"http://127.0.0.1:{settings.airflow_port}")
+
+def _trigger_and_follow(
+    api: AirflowAPI,
+    settings: Settings,
+    opts: DemoOptions,
+    pools: tuple[Path, Path],
+    result: DemoResult,
+) -> None:
     api.wait_for_dag(DAG_ID)
     now = datetime.now(UTC)
     run_ids = []

@@ -31,7 +31,14 @@ from pawpaw.registry import (
     training_commit,
 )
 from pawpaw.schema import FLAGS, ID, TARGET
-from pawpaw.tracking import COMMIT_TAG, ensure_experiment, guarded_run, mlflow_client
+from pawpaw.tracking import (
+    COMMIT_TAG,
+    HEAD_TAG,
+    MODE_TAG,
+    ensure_experiment,
+    guarded_run,
+    mlflow_client,
+)
 
 if TYPE_CHECKING:
     import lakefs
@@ -367,8 +374,8 @@ def describe_models(settings: Settings) -> list[dict[str, Any]]:
                 ),
                 "run_id": mv.run_id,
                 "commit_id": mv.tags.get(COMMIT_TAG),
-                "mode": mv.tags.get("pawpaw.mode"),
-                "head": mv.tags.get("pawpaw.head"),
+                "mode": mv.tags.get(MODE_TAG),
+                "head": mv.tags.get(HEAD_TAG),
                 "val_rmse": metrics.get("val_rmse"),
                 "evaluations": [
                     {

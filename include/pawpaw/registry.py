@@ -90,7 +90,7 @@ def training_commit(settings: Settings, version: str) -> str:
     commit = client.get_model_version(settings.registered_model, version).tags.get(COMMIT_TAG)
     if not commit:
         raise RegistryError(
-            f"{settings.registered_model} v{version} has no pawpaw.commit_id tag: "
+            f"{settings.registered_model} v{version} has no {COMMIT_TAG} tag: "
             "it was not registered by pawpaw training"
         )
     return commit

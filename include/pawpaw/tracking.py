@@ -17,10 +17,21 @@ if TYPE_CHECKING:
 
     from pawpaw.config import Settings
 
-__all__ = ["COMMIT_TAG", "ensure_experiment", "guarded_run", "is_missing", "mlflow_client"]
+__all__ = [
+    "COMMIT_TAG",
+    "HEAD_TAG",
+    "MODE_TAG",
+    "ensure_experiment",
+    "guarded_run",
+    "is_missing",
+    "mlflow_client",
+]
 
-# The lakeFS commit a training run, a model version or an evaluation run belongs to.
+# Tags that one module writes and another reads. The lakeFS commit a training run, a model
+# version or an evaluation run belongs to; a version's training mode and head.
 COMMIT_TAG = "pawpaw.commit_id"
+MODE_TAG = "pawpaw.mode"
+HEAD_TAG = "pawpaw.head"
 
 
 def _is_local_store(uri: str) -> bool:

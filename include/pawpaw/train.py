@@ -33,7 +33,14 @@ from pawpaw.model.heads import HEAD_KINDS, FittedHead, HeadError, fit_best_head
 from pawpaw.progress import say
 from pawpaw.registry import CHALLENGER, CHAMPION, alias_version, set_alias
 from pawpaw.schema import ID, TARGET
-from pawpaw.tracking import COMMIT_TAG, ensure_experiment, guarded_run, mlflow_client
+from pawpaw.tracking import (
+    COMMIT_TAG,
+    HEAD_TAG,
+    MODE_TAG,
+    ensure_experiment,
+    guarded_run,
+    mlflow_client,
+)
 
 if TYPE_CHECKING:
     import lakefs
@@ -205,7 +212,7 @@ def _finetune(
         raise TrainingError(f"fine-tuning on {train.source}: {exc}") from exc
     head = FittedHead(
         "linear",
-        FittedHead.linear(result.head_weights, result.head_bias).arrays,
+        result.head().arrays,
         transform=result.target_transform,
         params={"family": "finetuned-linear", "best_epoch": result.best_epoch},
         val_rmse=result.val_rmse,
@@ -239,7 +246,7 @@ def _reused(
         val_rmse=float(metrics.get("val_rmse", float("nan"))),
         train_seconds=float(metrics.get("train_seconds", 0.0)),
         commit_id=commit_id,
-        head=existing.tags.get("pawpaw.head", ""),
+        head=existing.tags.get(HEAD_TAG, ""),
         train_key=key,
         n_train=int(metrics.get("n_train", 0)),
         n_val=int(metrics.get("n_val", 0)),
@@ -413,10 +420,10 @@ def register_model(
     tags = {
         "pawpaw.kind": "training",
         COMMIT_TAG: commit_id,
-        "pawpaw.mode": mode,
+        MODE_TAG: mode,
         "pawpaw.train_key": train_key,
         "pawpaw.backbone_id": backbone_id,
-        "pawpaw.head": head.name,
+        HEAD_TAG: head.name,
     }
     with tempfile.TemporaryDirectory(prefix="pawpaw-train-") as tmp:
         model_dir = save_model(

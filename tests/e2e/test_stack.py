@@ -88,9 +88,9 @@ def stack(stack_env):
 def _month(i: int) -> datetime:
     """Month 1 is last month, month 2 this month: the newest tick of `@monthly`, the run the
     scheduler creates by itself once the DAG is unpaused; it finds ours and adds none."""
-    from pawpaw.demo import _last_two_months
+    from pawpaw.demo import last_two_months
 
-    first = _last_two_months(date.today())[i - 1]
+    first = last_two_months(date.today())[i - 1]
     return datetime(first.year, first.month, 1, tzinfo=UTC)
 
 

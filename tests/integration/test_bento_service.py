@@ -295,7 +295,7 @@ def test_gpu_build_reserves_a_gpu_and_installs_onnxruntime_gpu(
     name, version = next(x for x in out.splitlines() if x.startswith("__tag__:"))[8:].split(":")
     bento = bento_home / "bentos" / name / version
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
-    assert "onnxruntime-gpu[cuda,cudnn]>=1.20,<2" in requirements
+    assert "onnxruntime-gpu[cuda,cudnn]==1.31.1" in requirements
     assert "\nonnxruntime==" not in requirements
     info = yaml.safe_load((bento / "bento.yaml").read_text())
     assert info["services"][0]["config"]["resources"] == {"gpu": 1}

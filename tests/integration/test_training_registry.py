@@ -19,7 +19,7 @@ from pawpaw import evaluation, registry
 from pawpaw.config import Settings, get_settings
 from pawpaw.data.labeled import LabeledImages
 from pawpaw.data.sampling import SampleSpec, draw_sample
-from pawpaw.decisions import should_promote
+from pawpaw.decisions import EvalResult, should_promote
 from pawpaw.model.heads import FittedHead
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 from pawpaw.tracking import mlflow_client
@@ -219,7 +219,7 @@ def test_evaluation_is_stored_once_per_version_and_commit(
     assert "noise_floor" in synth
     assert first.noise_floor is not None
     assert first.noise_floor == pytest.approx(synth["noise_floor"])
-    assert evaluation.EvalResult.from_dict(json.loads(json.dumps(first.to_dict()))) == first
+    assert EvalResult.from_dict(json.loads(json.dumps(first.to_dict()))) == first
 
     preds = evaluation.load_predictions(st, "1", commit)
     assert list(preds.columns) == [ID, *FLAGS, "prediction", TARGET]

@@ -1,15 +1,19 @@
 """The production stack's structure: docker-compose.yaml, docker/, and the compose part of .env.
 
 Docker cannot run on our machines, so this holds the files to everything that can be checked
-without it: services, health checks, dependency conditions and order, profiles, variables,
-mounts, secrets, the Airflow containers' shared settings, Grafana's provisioning and the
-dashboard's SQL against the drift tables' schema, scripts' syntax, and pinned versions.
+without it: services, health checks, dependency conditions and order, profiles (and which
+cross-profile dependencies are optional), variables, mounts, where every secret comes from,
+the Airflow containers' shared settings, Grafana's provisioning and the dashboard's SQL against
+the drift tables' schema, scripts' syntax, pinned versions, and `docker compose config`.
+The stack's own scripts run in test_compose_secrets.py, test_compose_bento.py,
+test_docker_image.py and tests/integration/test_compose_scripts.py.
 """
 
 from __future__ import annotations
 
 import graphlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.version import Version
 
 pytestmark = pytest.mark.unit
 
@@ -33,8 +38,12 @@ DATASOURCES = DOCKER / "grafana" / "provisioning" / "datasources" / "monitoring.
 DASHBOARD_PROVIDER = DOCKER / "grafana" / "provisioning" / "dashboards" / "pawpaw.yaml"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "pawpaw-drift.json"
 AIRFLOW_DOCKERFILE = DOCKER / "airflow" / "Dockerfile"
+SECRETS_INIT = DOCKER / "secrets" / "secrets-init.sh"
+SECRETS_MOUNT = "/run/pawpaw-secrets"
+GPU_CHECK = ROOT / "scripts" / "gpu_check.sh"
 
 REQUIRED_SERVICES = {
+    "secrets-init",
     "postgres",
     "minio",
     "minio-init",
@@ -47,13 +56,24 @@ REQUIRED_SERVICES = {
     "airflow-triggerer",
     "redis",
     "airflow-worker",
+    "airflow-worker-gpu",
+    "airflow-flower",
     "grafana",
     "bento",
     "bento-cpu",
 }
 # Run to completion and exit; everything else serves and must report its health.
-ONE_SHOT = {"minio-init", "airflow-init", "airflow-cli"}
-PROFILES = {"bento": "gpu", "bento-cpu": "cpu", "redis": "celery", "airflow-worker": "celery"}
+ONE_SHOT = {"secrets-init", "minio-init", "airflow-init", "airflow-cli"}
+PROFILES = {
+    "bento": {"gpu"},
+    "bento-cpu": {"cpu"},
+    "redis": {"celery", "flower", "gpu"},
+    "airflow-worker": {"celery"},
+    "airflow-worker-gpu": {"gpu"},
+    "airflow-flower": {"flower"},
+    "airflow-cli": {"debug"},
+}
+ALL_PROFILES = sorted(set().union(*PROFILES.values()))
 EXECUTION_API_URL = "http://airflow-apiserver:8080/execution/"
 DATASOURCE_UID = "pawpaw-monitoring"
 
@@ -110,8 +130,13 @@ _SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$|ACCESS_KEY_ID")
 
 
 def _is_secret(key: str) -> bool:
-    """A variable that holds a credential (a path to a file of them does not)."""
-    return bool(_SECRET_KEY.search(key)) and not key.endswith(("_FILE", "_PATH"))
+    """A variable that holds a credential (a path to a file of them, the command that reads
+    one, or where Airflow looks them up does not)."""
+    return (
+        bool(_SECRET_KEY.search(key))
+        and not key.endswith(("_FILE", "_PATH", "_DIR", "_CMD"))
+        and not key.startswith("AIRFLOW__SECRETS__")
+    )
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -174,6 +199,10 @@ def _environment(service: str) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in env.items()}
 
 
+def _rendered_environment(service: str) -> dict[str, str]:
+    return {k: _interpolate(v, _env()) for k, v in _environment(service).items()}
+
+
 def _volumes(service: str) -> Iterator[tuple[str, str, str]]:
     """(type, source, target) of each mount, short or long syntax."""
     for vol in _services()[service].get("volumes", []):
@@ -186,10 +215,44 @@ def _volumes(service: str) -> Iterator[tuple[str, str, str]]:
         yield kind, source, target
 
 
+def _mounted_script(service: str, target: str) -> Path:
+    """The repository file bind-mounted at ``target`` in ``service``."""
+    for kind, source, tgt in _volumes(service):
+        if kind == "bind" and tgt == target:
+            return (ROOT / source).resolve()
+    raise AssertionError(f"{service} mounts nothing at {target}")
+
+
 def _depends_on(service: str) -> dict[str, dict[str, Any]]:
     deps = _services()[service].get("depends_on", {})
     assert isinstance(deps, dict), f"{service}: depends_on must map services to conditions"
     return deps
+
+
+def _profiles(service: str) -> set[str]:
+    return set(_services()[service].get("profiles") or [])
+
+
+def _run_secrets_init(directory: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """docker/secrets/secrets-init.sh as the compose service runs it, into ``directory``."""
+    base = {k: v for k, v in _rendered_environment("secrets-init").items()}
+    run = subprocess.run(
+        ["sh", str(SECRETS_INIT), *args],
+        env={"PATH": os.environ["PATH"], **base, "SECRETS_DIR": str(directory), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What secrets-init writes on a first start, with the compose environment."""
+    directory = tmp_path_factory.mktemp("pawpaw-secrets")
+    _run_secrets_init(directory)
+    return directory
 
 
 # --- services, health, dependencies ------------------------------------------------------
@@ -220,6 +283,7 @@ def test_depends_on_uses_conditions_on_existing_services():
             assert condition in {"service_healthy", "service_completed_successfully"}, (
                 f"{name} -> {dep}: condition {condition!r} (want healthy / completed)"
             )
+            assert set(spec) <= {"condition", "required", "restart"}, (name, dep, spec)
             if condition == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}'s missing health"
             else:
@@ -231,6 +295,8 @@ def test_dependency_graph_has_no_cycle_and_starts_from_storage():
     order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
     before = {name: i for i, name in enumerate(order)}
     for first, then in [
+        ("secrets-init", "postgres"),
+        ("secrets-init", "minio"),
         ("postgres", "lakefs"),
         ("minio-init", "lakefs"),
         ("minio-init", "mlflow"),
@@ -238,6 +304,7 @@ def test_dependency_graph_has_no_cycle_and_starts_from_storage():
         ("lakefs", "airflow-scheduler"),
         ("mlflow", "airflow-scheduler"),
         ("airflow-apiserver", "airflow-worker"),
+        ("airflow-apiserver", "airflow-worker-gpu"),
         ("airflow-apiserver", "airflow-scheduler"),
     ]:
         assert before[first] < before[then], f"{then} may start before {first}"
@@ -253,26 +320,93 @@ def test_airflow_components_wait_for_the_migration():
             assert deps.get("postgres", {}).get("condition") == "service_healthy", name
 
 
+def test_services_that_read_secrets_wait_for_them():
+    for name in _services():
+        if name == "secrets-init":
+            continue
+        mounts = {(source, target) for _, source, target in _volumes(name)}
+        if ("pawpaw-secrets", SECRETS_MOUNT) in mounts:
+            dep = _depends_on(name).get("secrets-init") or {}
+            transitively = any(
+                (_depends_on(d).get("secrets-init") or {}).get("condition")
+                == "service_completed_successfully"
+                for d in _depends_on(name)
+            )
+            assert dep.get("condition") == "service_completed_successfully" or transitively, (
+                f"{name} reads {SECRETS_MOUNT} before secrets-init wrote it"
+            )
+    targets = [t for _, source, t in _volumes("secrets-init") if source == "pawpaw-secrets"]
+    assert targets == [SECRETS_MOUNT]
+
+
 def test_profiles_keep_a_plain_up_working():
     services = _services()
-    for name, profile in PROFILES.items():
-        assert services[name].get("profiles") == [profile], f"{name} belongs to {profile!r}"
+    for name, profiles in PROFILES.items():
+        assert _profiles(name) == profiles, f"{name} belongs to {sorted(profiles)}"
     default = {n for n, s in services.items() if not s.get("profiles")}
     assert REQUIRED_SERVICES - set(PROFILES) <= default
     for name in default:
-        for dep in _depends_on(name):
-            assert dep in default, f"plain `docker compose up` of {name} needs profiled {dep}"
+        for dep, spec in _depends_on(name).items():
+            assert dep in default or spec.get("required") is False, (
+                f"plain `docker compose up` of {name} needs profiled {dep}"
+            )
+
+
+def test_dependencies_across_profiles_are_optional():
+    """A service that can start without a dependency's profile must not require it
+    (`required: false`, Compose >= 2.20): else a plain `up` fails, or the service cannot wait
+    for the profiled one (the scheduler and api-server for redis under `--profile celery`)."""
+    services = _services()
+    checked = 0
+    for name in services:
+        for dep, spec in _depends_on(name).items():
+            mine, theirs = _profiles(name), _profiles(dep)
+            # `name` is started by no profile at all, or by one that does not start `dep`.
+            optional = bool(theirs) and (not mine or not mine <= theirs)
+            if optional:
+                checked += 1
+                assert spec.get("required") is False, (
+                    f"{name} -> {dep}: {dep} is only in {sorted(theirs)}; mark it required: false"
+                )
+            else:
+                assert spec.get("required", True) is True, f"{name} -> {dep} is always there"
+    assert checked >= 2  # the scheduler and the api-server wait for redis when it runs
+    for name in ("airflow-scheduler", "airflow-apiserver"):
+        assert _depends_on(name)["redis"] == {"condition": "service_healthy", "required": False}
 
 
 def test_worker_scales_and_celery_is_wired():
     worker = _services()["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker, "blocks --scale"
     assert worker["command"] == "celery worker"
-    env = _environment("airflow-worker")
+    env = _rendered_environment("airflow-worker")
     assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
-    assert "@postgres:5432/airflow" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
-    # The documented switch: AIRFLOW__CORE__EXECUTOR=CeleryExecutor docker compose --profile ...
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+    # No RESULT_BACKEND: the provider then uses db+ the SQL Alchemy connection (from its _CMD).
+    assert "AIRFLOW__CELERY__RESULT_BACKEND" not in env
+    # The executor comes from .env, not from a shell export: a later plain `up` keeps it.
+    raw = _environment("airflow-worker")["AIRFLOW__CORE__EXECUTOR"]
+    assert raw == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert _env()["AIRFLOW_EXECUTOR"] == "LocalExecutor"
+    assert "AIRFLOW__CORE__EXECUTOR" not in _env()  # compose reads .env, Airflow never does
+    flower = _services()["airflow-flower"]
+    assert flower["command"] == "celery flower" and any(
+        p.endswith(":5555") for p in flower["ports"]
+    )
+
+
+def test_gpu_worker_serves_the_gpu_queue_with_a_gpu_and_cuda_torch():
+    gpu = _services()["airflow-worker-gpu"]
+    assert gpu["command"].split()[:2] == ["celery", "worker"]
+    args = gpu["command"].split()
+    assert args[args.index("--queues") + 1] == "gpu"
+    assert gpu["build"]["args"]["TORCH_VARIANT"] == "cuda"
+    assert _services()["airflow-scheduler"]["build"]["args"]["TORCH_VARIANT"] == "cpu"
+    assert gpu["image"] != _services()["airflow-scheduler"]["image"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    # The cluster policy routes train_challenger to the queue the .env names (off by default).
+    env = _environment("airflow-scheduler")
+    assert env["PAWPAW_GPU_QUEUE"] == "${AIRFLOW_GPU_QUEUE:-}" and _env()["AIRFLOW_GPU_QUEUE"] == ""
 
 
 # --- variables and secrets ----------------------------------------------------------------
@@ -302,37 +436,52 @@ def test_no_bare_dollar_variables():
             assert not bare, f"unescaped {bare} in {text!r}"
 
 
-def test_no_literal_secrets():
-    text = COMPOSE.read_text()
-    env = _env()
+def test_no_secret_in_compose_or_env():
+    """Every credential reaches a service as a file of the secrets volume (a *_FILE variable,
+    an Airflow *_CMD option, an entrypoint that reads it): none is in compose or .env."""
     for name, svc in _services().items():
         for key, value in _environment(name).items():
-            if _is_secret(key) and value:
-                assert "${" in value, f"{name}.{key} holds a literal secret"
+            if key.endswith("_CMD"):
+                assert re.fullmatch(rf"cat {SECRETS_MOUNT}/\w+", value), (name, key, value)
+            elif key == "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE":
+                # airflow-init writes it from the generated admin password (airflow-auth volume)
+                assert value.startswith("/opt/airflow/auth/"), value
+            elif key.endswith("_FILE"):
+                assert value.startswith(f"{SECRETS_MOUNT}/"), (name, key, value)
+            elif _is_secret(key):
+                raise AssertionError(f"{name}.{key} carries a secret in the compose file")
         for s in _strings(svc):
-            # Every interpolation becomes a marker: what remains in a URL's password is literal.
             s = _VAR.sub("\x00", s.replace("$$", ""))
-            for password in re.findall(r"\b[a-z][a-z0-9+.]*://[^/@:\s]*:([^@\s/]*)@", s):
-                assert password in {"", "\x00"}, f"{name}: literal password in a URL in {s!r}"
-    secrets = {v for k, v in env.items() if _is_secret(k) and len(v) >= 6}
-    assert secrets, ".env defines no credentials for the stack?"
-    for path in [COMPOSE, *sorted(p for p in DOCKER.rglob("*") if p.is_file())]:
-        content = path.read_text()
-        for secret in secrets:
-            assert secret not in content, f"{path.relative_to(ROOT)} contains a value from .env"
-    assert "change-me" not in text
-
-
-def test_env_holds_only_dev_placeholders():
-    """Every credential in .env is a visible placeholder or a well-known example key."""
-    for key, value in _env().items():
-        if _is_secret(key):
-            assert (
-                value.startswith("change-me-dev-")
-                or any(mark in value for mark in ("EXAMPLE", "QUICKSTART"))
-                or (key == "AIRFLOW_FERNET_KEY" and value == "")
-            ), f".env: {key} looks like a real secret"
+            passwords = re.findall(r"\b[a-z][a-z0-9+.]*://[^/@:\s]*:([^@\s/]*)@", s)
+            assert not passwords, f"{name}: a password in a URL in {s!r}"
+    secret_keys = [k for k in _env() if _is_secret(k)]
+    # The embedded profile's lakeFS emulator keys (the well-known quick-start example) only.
+    assert set(secret_keys) == {"PAWPAW_LAKEFS_ACCESS_KEY_ID", "PAWPAW_LAKEFS_SECRET_ACCESS_KEY"}
+    for key in secret_keys:
+        assert any(mark in _env()[key] for mark in ("EXAMPLE", "QUICKSTART")), key
     assert all("$" not in v for v in _env().values()), ".env values must not contain `$`"
+    text = ENV_FILE.read_text()
+    assert "development defaults only" in text.lower()
+
+
+def test_every_secret_file_a_service_reads_is_generated(secrets_dir: Path):
+    generated = {p.name for p in secrets_dir.iterdir() if not p.name.startswith(".")}
+    wanted: set[tuple[str, str]] = set()
+    for name in _services():
+        for key, value in _environment(name).items():
+            if value.startswith(f"{SECRETS_MOUNT}/") or value.startswith(f"cat {SECRETS_MOUNT}/"):
+                wanted.add((f"{name}.{key}", value.rsplit("/", 1)[1]))
+            if "_FILE" in key or "connections_file_path" in value:
+                for file in re.findall(rf"{SECRETS_MOUNT}/(\w[\w.]*)", value):
+                    wanted.add((f"{name}.{key}", file))
+    for script in sorted(DOCKER.rglob("*.sh")):
+        text = script.read_text()
+        reads = re.findall(r"\$\((?:secret|get) (\w+)\)", text)
+        reads += re.findall(r'^user "\$\w+" (\w+) ', text, re.M)  # minio-init's users
+        wanted |= {(script.relative_to(ROOT).as_posix(), file) for file in reads}
+    assert len(wanted) >= 20
+    missing = sorted((who, file) for who, file in wanted if file not in generated)
+    assert not missing, f"read but never generated by secrets-init: {missing}"
 
 
 # --- mounts, builds, versions -------------------------------------------------------------
@@ -359,7 +508,7 @@ def test_build_contexts_and_dockerfiles_exist():
             assert context.is_dir(), f"{name}: build context {context} is missing"
             assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
             built += 1
-    assert built >= 2  # airflow (+ every service sharing its anchor) and mlflow
+    assert built >= 3  # airflow CPU (+ every service sharing its anchor), airflow GPU, mlflow
 
 
 def test_airflow_image_copies_only_what_its_dockerignore_allows():
@@ -376,13 +525,16 @@ def test_airflow_image_copies_only_what_its_dockerignore_allows():
         assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
         assert src.rstrip("/") in allowed, f"{src} is copied but excluded by the dockerignore"
     assert not {".env", ".venv", "data"} & allowed
+    assert {"uv.lock", "pyproject.toml"} <= allowed  # the image is built from the lock
 
 
 def test_pinned_versions_match_the_project():
     env = _env()
     dockerfile = AIRFLOW_DOCKERFILE.read_text()
     assert re.search(
-        r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python\$\{PYTHON_VERSION\}$", dockerfile, re.M
+        r"^FROM apache/airflow:slim-\$\{AIRFLOW_VERSION\}-python\$\{PYTHON_VERSION\}$",
+        dockerfile,
+        re.M,
     )
     assert re.search(r"^ARG PYTHON_VERSION=3\.11$", dockerfile, re.M)  # pyproject: ==3.11.*
     airflow_arg = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.M)[1]
@@ -392,45 +544,95 @@ def test_pinned_versions_match_the_project():
     )
     assert mlflow_arg[1] == env["MLFLOW_VERSION"] == version("mlflow"), "server != client"
     for key, image in env.items():
-        if key.endswith("_IMAGE") and key != "BENTO_IMAGE":
+        if key.endswith("_IMAGE") and not key.startswith("BENTO_"):
             tag = image.rsplit(":", 1)[-1] if ":" in image.split("/")[-1] else ""
             assert tag and tag != "latest", f"{key}={image} is not pinned"
 
 
-def _compose_cli() -> list[str] | None:
-    """`docker compose` (v2 plugin) or `docker-compose`, whichever runs here; no engine needed."""
-    for cmd in (["docker", "compose"], ["docker-compose"]):
+def test_lakefs_server_is_not_older_than_its_client():
+    """lakefs-sdk is generated from lakeFS's own OpenAPI spec and shares its version numbers."""
+    image = _env()["LAKEFS_IMAGE"]
+    assert _services()["lakefs"]["image"] == f"${{LAKEFS_IMAGE:-{image}}}"
+    server = Version(image.rsplit(":", 1)[1])
+    client = Version(version("lakefs-sdk"))
+    assert server.release[:2] >= client.release[:2], f"lakeFS {server} < lakefs-sdk {client}"
+
+
+def _compose_clis() -> list[tuple[list[str], int]]:
+    """(command, major version) of each compose CLI here: `docker compose` (v2 plugin),
+    `docker-compose` (v1 from Debian, or v2), or $PAWPAW_COMPOSE_CLI; no engine needed."""
+    found = []
+    candidates = [["docker", "compose"], ["docker-compose"]]
+    if os.environ.get("PAWPAW_COMPOSE_CLI"):
+        candidates.insert(0, os.environ["PAWPAW_COMPOSE_CLI"].split())
+    for cmd in candidates:
         if shutil.which(cmd[0]):
             probe = subprocess.run([*cmd, "version"], capture_output=True, text=True)
-            if probe.returncode == 0:
-                return cmd
-    return None
+            m = re.search(r"version v?(\d+)\.", probe.stdout)
+            if probe.returncode == 0 and m:
+                found.append((cmd, int(m[1])))
+    return found
 
 
-def test_docker_compose_accepts_the_file_with_every_profile():
-    cli = _compose_cli()
-    if cli is None:
-        pytest.skip("no docker compose CLI on this machine (the checks above still ran)")
-    profiles = [arg for p in sorted(set(PROFILES.values()) | {"debug"}) for arg in ("--profile", p)]
-    run = subprocess.run(
-        [*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE), *profiles, "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def _without_required(node: Any) -> Any:
+    """The compose tree with `required` dropped from every depends_on entry (Compose v1 does
+    not know the key; v2 >= 2.20 does)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "depends_on" and isinstance(value, dict):
+                value = {d: {k: v for k, v in (s or {}).items() if k != "required"}
+                         for d, s in value.items()}  # fmt: skip
+            out[key] = _without_required(value)
+        return out
+    if isinstance(node, list):
+        return [_without_required(v) for v in node]
+    return node
+
+
+@pytest.mark.parametrize("profiles", [[], ["gpu"], ["celery"], ["celery", "flower"], ALL_PROFILES])
+def test_docker_compose_config_accepts_the_file(profiles: list[str], tmp_path: Path):
+    clis = _compose_clis()
+    assert clis, (
+        "no compose CLI: CI installs Debian's docker-compose (apt-get install docker-compose)"
     )
-    assert run.returncode == 0, run.stderr
+    args = [a for p in profiles for a in ("--profile", p)]
+    for cli, major in clis:
+        compose_file = COMPOSE
+        if major < 2:
+            # v1 rejects `required` (and only that: nothing else is removed). The key itself is
+            # checked by test_dependencies_across_profiles_are_optional; a v2 CLI, where present
+            # (`docker compose`, or PAWPAW_COMPOSE_CLI), checks this very file.
+            compose_file = tmp_path / "docker-compose.v1.yaml"
+            compose_file.write_text(yaml.safe_dump(_without_required(_compose()), sort_keys=False))
+        run = subprocess.run(
+            [*cli, "--project-directory", str(ROOT), "--env-file", str(ENV_FILE),
+             "-f", str(compose_file), *args, "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, f"{' '.join(cli)} (v{major}): {run.stderr}"
 
 
 def test_shell_scripts_parse():
-    scripts = [p for p in DOCKER.rglob("*.sh")]
-    assert len(scripts) >= 4
+    scripts = [*DOCKER.rglob("*.sh"), GPU_CHECK]
+    assert len(scripts) >= 10
     for script in scripts:
         first = script.read_text().splitlines()[0]
         shell = "bash" if "bash" in first else "sh"
         assert first.startswith("#!"), f"{script} has no shebang"
-        if shutil.which(shell):
-            run = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
-            assert run.returncode == 0, f"{script}: {run.stderr}"
+        assert shutil.which(shell), f"no {shell} to check {script}"
+        run = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
+        assert run.returncode == 0, f"{script}: {run.stderr}"
+    # POSIX sh where the image has no bash (MinIO, mc, lakeFS's Alpine, Grafana, secrets-init)
+    for script in ["secrets/secrets-init.sh", "minio/minio-entrypoint.sh", "minio/minio-init.sh",
+                   "lakefs/lakefs-entrypoint.sh", "grafana/grafana-entrypoint.sh",
+                   "mlflow/mlflow-server.sh"]:  # fmt: skip
+        assert (DOCKER / script).read_text().startswith("#!/bin/sh\n"), script
+        if shutil.which("dash"):
+            run = subprocess.run(["dash", "-n", str(DOCKER / script)], capture_output=True)
+            assert run.returncode == 0, script
 
 
 # --- what each component is told ----------------------------------------------------------
@@ -438,48 +640,67 @@ def test_shell_scripts_parse():
 
 def test_airflow_services_share_jwt_secret_and_execution_api():
     airflow = [n for n in _services() if n.startswith("airflow-")]
-    assert len(airflow) >= 6
+    assert len(airflow) >= 8
     keys = [
-        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD",
         "AIRFLOW__API_AUTH__JWT_ISSUER",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
         "AIRFLOW__CORE__EXECUTOR",
-        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__API__SECRET_KEY_CMD",
+        "AIRFLOW__CORE__FERNET_KEY_CMD",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS",
     ]
     for key in keys:
         values = {n: _environment(n).get(key) for n in airflow}
         assert len(set(values.values())) == 1 and None not in values.values(), (key, values)
     env = _environment("airflow-scheduler")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == EXECUTION_API_URL
-    assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${")
     ports = _services()["airflow-apiserver"]["ports"]
     assert any(p.endswith(":8080") for p in ports) and _services()["airflow-apiserver"][
         "command"
     ] == ("api-server")
     health = " ".join(_services()["airflow-apiserver"]["healthcheck"]["test"])
     assert "/api/v2/monitor/health" in health
-    db = _interpolate(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], _env())
-    assert urlsplit(db).hostname == "postgres" and urlsplit(db).path == "/airflow"
 
 
-def test_airflow_connections_are_json_the_hooks_understand():
+def test_airflow_reads_its_sensitive_options_from_files():
+    """Airflow honours *_CMD only for options it declares sensitive: a _CMD on any other key
+    would be ignored silently (and the option left at its default)."""
+    from airflow.configuration import conf
+
+    sensitive = {(s.upper(), k.upper()) for s, k in conf.sensitive_config_values}
+    for key in _environment("airflow-scheduler"):
+        if key.startswith("AIRFLOW__") and key.endswith("_CMD"):
+            section, option = key.removeprefix("AIRFLOW__").removesuffix("_CMD").split("__")
+            assert (section, option) in sensitive, f"{key}: Airflow ignores _CMD there"
+
+
+def test_airflow_connections_are_json_the_hooks_understand(secrets_dir: Path):
     env = _environment("airflow-scheduler")
-    rendered = {k: _interpolate(v, _env()) for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
-    conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in rendered.items()}
+    assert env["AIRFLOW__SECRETS__BACKEND"] == (
+        "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    )
+    path = json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"])["connections_file_path"]
+    conns = json.loads((secrets_dir / Path(path).name).read_text())
     assert {"lakefs_default", "mlflow_default", "monitoring_db"} <= set(conns)
     services = _services()
     for conn_id, target_port in [("lakefs_default", 8000), ("mlflow_default", 5000)]:
         conn = conns[conn_id]
         assert conn["host"] in services and conn["port"] == target_port, conn_id
-    assert conns["lakefs_default"]["login"] == _env()["LAKEFS_ACCESS_KEY_ID"]
-    assert conns["lakefs_default"]["password"] == _env()["LAKEFS_SECRET_ACCESS_KEY"]
+    assert conns["lakefs_default"]["login"] == (secrets_dir / "lakefs_access_key_id").read_text()
+    assert conns["lakefs_default"]["password"] == (
+        (secrets_dir / "lakefs_secret_access_key").read_text()
+    )
     assert conns["monitoring_db"]["schema"] == "monitoring"
     assert conns["monitoring_db"]["conn_type"] == "postgres"
+    assert conns["monitoring_db"]["host"] in services
+    assert conns["monitoring_db"]["login"] == _env()["MONITORING_DB_USER"]
 
 
-# Read by bentos/service.py when the export task builds the bento, not a library setting.
-BUILD_SWITCHES = {"PAWPAW_SERVE_GPU"}
+# Read when the export task builds the bento (bentos/service.py) and by the cluster policy
+# (docker/airflow/config/airflow_local_settings.py): not library settings.
+BUILD_SWITCHES = {"PAWPAW_SERVE_GPU", "PAWPAW_GPU_QUEUE"}
 
 
 def test_pawpaw_settings_in_compose_are_real_settings():
@@ -494,16 +715,15 @@ def test_pawpaw_settings_in_compose_are_real_settings():
     fields = set(Settings.model_fields)
     for key in env:
         assert key.removeprefix("PAWPAW_").lower() in fields, f"{key} is no pawpaw setting"
+        assert not _is_secret(key), f"{key}: credentials come from the Connections"
     settings = Settings(**{k.removeprefix("PAWPAW_").lower(): v for k, v in env.items()})
     assert settings.lakefs_storage_namespace == "s3://lakefs/pawpularity"
     assert settings.tracking_uri == "http://mlflow:5000"
-    assert settings.drift_db_url.endswith("@postgres:5432/monitoring")
 
 
 def test_lakefs_is_configured_for_postgres_and_minio():
     env = _environment("lakefs")
     assert env["LAKEFS_DATABASE_TYPE"] == "postgres"
-    assert "@postgres:5432/lakefs" in env["LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"]
     expected = {
         "LAKEFS_BLOCKSTORE_TYPE": "s3",
         "LAKEFS_BLOCKSTORE_S3_ENDPOINT": "http://minio:9000",
@@ -513,33 +733,46 @@ def test_lakefs_is_configured_for_postgres_and_minio():
         "LAKEFS_BLOCKSTORE_S3_DISABLE_PRE_SIGNED_UI": "true",
     }
     assert {k: env.get(k) for k in expected} == expected
+    entrypoint = _mounted_script("lakefs", "/scripts/lakefs-entrypoint.sh").read_text()
     for key in [
+        "LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING",
         "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+        "LAKEFS_BLOCKSTORE_SIGNING_SECRET_KEY",
         "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID",
         "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY",
     ]:
-        assert env[key].startswith("${"), key
-    entrypoint = (DOCKER / "lakefs" / "lakefs-entrypoint.sh").read_text()
-    assert "lakefs setup --user-name" in entrypoint and "exec lakefs run" in entrypoint
+        assert re.search(rf"^{key}=", entrypoint, re.M), f"the entrypoint does not set {key}"
+        assert key not in env, f"{key} must come from the secrets volume"
+    assert '"$lakefs" setup --user-name' in entrypoint and 'exec "$lakefs" run' in entrypoint
     assert " ".join(_services()["lakefs"]["healthcheck"]["test"]).endswith("/api/v1/healthcheck")
 
 
-def test_buckets_and_databases_exist_before_use():
+def test_buckets_and_databases_exist_before_use(secrets_dir: Path):
     buckets = set(_environment("minio-init")["MINIO_BUCKETS"].split())
     namespace = _interpolate(
         _environment("airflow-scheduler")["PAWPAW_LAKEFS_STORAGE_NAMESPACE"], _env()
     )
-    artifacts = next(a for a in _services()["mlflow"]["command"] if "artifacts-destination" in a)
+    mlflow_script = _mounted_script("mlflow", "/scripts/mlflow-server.sh").read_text()
+    artifacts = re.search(r"MLFLOW_ARTIFACTS_DESTINATION:-([^}]+)\}", mlflow_script)[1]
     assert urlsplit(namespace).netloc in buckets
-    assert urlsplit(artifacts.split("=", 1)[1]).netloc in buckets
+    assert urlsplit(artifacts).netloc in buckets
+    for bucket in buckets:  # each client's MinIO user may use its own bucket, and only it
+        policy = json.loads((DOCKER / "minio" / "policies" / f"pawpaw-{bucket}.json").read_text())
+        resources = {r for st in policy["Statement"] for r in st["Resource"]}
+        assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}, bucket
 
     init = (DOCKER / "postgres" / "init-databases.sh").read_text()
-    created = set(re.findall(r"^_pawpaw_database (\w+) ", init, re.M))
-    used = set()
-    for text in _strings(_compose()):
-        text = _interpolate(text, _env())
-        for url in re.findall(r"\b(?:postgres|postgresql)(?:\+\w+)?://[^\s'\"?]+", text):
-            used.add(urlsplit(url).path.strip("/"))
+    created = set(re.findall(r'^_pawpaw_database "\$\{\w+_DB_NAME:-(\w+)\}"', init, re.M))
+    used = {urlsplit((secrets_dir / "airflow_sql_alchemy_conn").read_text()).path.strip("/")}
+    used.add(
+        json.loads((secrets_dir / "airflow_connections.json").read_text())["monitoring_db"][
+            "schema"
+        ]
+    )
+    for service, script in [("lakefs", "/scripts/lakefs-entrypoint.sh"),
+                            ("mlflow", "/scripts/mlflow-server.sh")]:  # fmt: skip
+        text = _mounted_script(service, script).read_text()
+        used |= set(re.findall(r"\$\{\w+_DB_NAME:-(\w+)\}", text))
     used.add(_environment("grafana")["MONITORING_DB_NAME"])
     assert used == created == {"airflow", "mlflow", "lakefs", "monitoring"}
 
@@ -551,11 +784,17 @@ def test_gpu_service_reserves_an_nvidia_device():
         for d in devices
     )
     assert "deploy" not in _services()["bento-cpu"]
-    for name in ("bento", "bento-cpu"):
+    # Two images: the CPU service must not run the GPU build (onnxruntime-gpu, gpu: 1).
+    images = {}
+    for name, variant in (("bento", "gpu"), ("bento-cpu", "cpu")):
         svc = _services()[name]
-        assert svc["image"] == "${BENTO_IMAGE:-pawpularity-service:latest}"
+        images[name] = _interpolate(svc["image"], _env())
+        assert images[name] == f"pawpularity-service:{variant}"
+        assert svc["pull_policy"] == "never"
         assert any(p.endswith(":3000") for p in svc["ports"])
         assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+    containerize = (DOCKER / "bento" / "containerize.sh").read_text()
+    assert '-t "$image:$variant"' in containerize and "pawpularity-service" in containerize
 
 
 # --- Grafana ------------------------------------------------------------------------------
@@ -576,9 +815,13 @@ def test_grafana_datasource_provisioning():
     assert ds["type"] in {"grafana-postgresql-datasource", "postgres"}
     assert ds["url"].split(":")[0] in _services()
     assert ds["secureJsonData"]["password"].startswith("${")
-    grafana_env = _environment("grafana")
+    grafana_env = set(_environment("grafana"))
+    # The entrypoint exports the generated passwords (read from the secrets volume).
+    entrypoint = _mounted_script("grafana", "/scripts/grafana-entrypoint.sh").read_text()
+    grafana_env |= set(re.findall(r"^export (.+)$", entrypoint, re.M)[0].split())
     for name in _VAR.findall(DATASOURCES.read_text()):
         assert name[0] in grafana_env, f"{name[0]} is not in grafana's environment"
+    assert "GRAFANA_DB_PASSWORD" in grafana_env - set(_environment("grafana"))
 
 
 def test_grafana_dashboard_provider_points_at_the_mounted_dashboards():

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pawpaw.data.labeled import LabeledImages
 from pawpaw.model.embed import Embedder
-from pawpaw.model.finetune import FinetuneConfig, FinetuneResult, finetune, predict_scores
+from pawpaw.model.finetune import FinetuneConfig, FinetuneResult, finetune
 from pawpaw.schema import FLAGS, ID, TARGET
 
 pytestmark = pytest.mark.unit
@@ -92,7 +92,11 @@ def test_exported_features_and_head_reproduce_val_rmse(
 
 def test_predict_scores_contract() -> None:
     features = np.array([[0.0, 0.0], [100.0, 0.0], [-100.0, 0.0]])
-    got = predict_scores(features, np.array([1.0, 5.0]), 0.0)
+    result = FinetuneResult(  # only the head's fields matter here
+        onnx_path=Path("unused.onnx"), preprocess_config=None, head_weights=np.array([1.0, 5.0]),
+        head_bias=0.0, backbone_id="b", val_rmse=0.0, best_epoch=1, images_per_s=0.0,
+    )  # fmt: skip
+    got = result.predict(features)
     np.testing.assert_allclose(got, [50.0, 100.0, 1.0])
 
 

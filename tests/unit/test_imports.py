@@ -34,9 +34,14 @@ def _pyproject() -> dict:
 
 
 def _declared() -> dict[str, Requirement]:
-    """pyproject's runtime and dev requirements by normalised name."""
+    """pyproject's runtime, optional (extras) and dev requirements by normalised name."""
     project = _pyproject()
-    lines = [*project["project"]["dependencies"], *project["dependency-groups"]["dev"]]
+    extras = project["project"].get("optional-dependencies", {}).values()
+    lines = [
+        *project["project"]["dependencies"],
+        *(line for extra in extras for line in extra),
+        *project["dependency-groups"]["dev"],
+    ]
     requirements = [Requirement(line) for line in lines]
     return {_norm(r.name): r for r in requirements}
 

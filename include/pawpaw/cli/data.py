@@ -58,7 +58,7 @@ def synth_command(
         )
     except (ValueError, FileExistsError) as exc:
         raise fail(str(exc)) from None
-    doc = json.loads((folder / "synth.json").read_text())
+    doc = json.loads((folder / synth.SYNTH_FILE).read_text())
     typer.echo(f"pool             {folder}")
     _echo_data_summary(doc["realized"])
     typer.echo(

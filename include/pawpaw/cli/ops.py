@@ -69,7 +69,7 @@ def serve_command(
 def drift_command(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show the latest N runs."),
 ) -> None:
-    """Print the drift runs (one per analysis commit, reference commit and model version)."""
+    """Print the drift runs (one per analysis and reference commit; the model that measured)."""
     import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table

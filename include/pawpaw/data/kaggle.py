@@ -1,4 +1,4 @@
-"""Read a PetFinder Pawpularity data set (Kaggle format) into :class:`~pawpaw.schema.LabeledImages`.
+"""Read a PetFinder Pawpularity data set (Kaggle format) into :class:`~pawpaw.data.labeled.LabeledImages`.
 
 Accepted layouts, as a folder or a ``.zip``::
 
@@ -36,6 +36,7 @@ import pandas as pd
 
 from pawpaw.data.images import ImageError, check_image
 from pawpaw.data.labeled import LabeledImages
+from pawpaw.data.sampling import flag_shares
 from pawpaw.schema import COLUMNS, FLAGS, ID, TARGET
 
 __all__ = ["CSV_NAMES", "DataError", "read_dataset", "summarize"]
@@ -312,12 +313,12 @@ def summarize(data: LabeledImages | pd.DataFrame) -> dict[str, Any]:
     percentile, max, share exactly 100) of a data set or of its frame."""
     frame = data.frame if isinstance(data, LabeledImages) else data
     if frame.empty:
-        return {"rows": 0, "flag_shares": dict.fromkeys(FLAGS, 0.0), "score": {}}
+        return {"rows": 0, "flag_shares": flag_shares(frame), "score": {}}
     y = frame[TARGET].to_numpy(dtype=np.float64)
     q25, median, q75, p95 = np.percentile(y, [25, 50, 75, 95])
     return {
         "rows": len(frame),
-        "flag_shares": {f: float(frame[f].mean()) for f in FLAGS},
+        "flag_shares": flag_shares(frame),
         "score": {
             "mean": float(y.mean()),
             "std": float(y.std()),

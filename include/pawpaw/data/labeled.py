@@ -19,7 +19,7 @@ class LabeledImages:
     """
 
     frame: pd.DataFrame
-    load: Callable[[str], bytes]  # Id -> encoded image bytes (JPEG/PNG)
+    load: Callable[[str], bytes]  # Id -> encoded image bytes (JPEG/PNG/WebP)
     # Id -> a content key (e.g. a checksum) when the source knows one without reading the
     # bytes; embedding caches use it to skip downloads. Empty when unknown.
     content_keys: dict[str, str] = field(default_factory=dict)

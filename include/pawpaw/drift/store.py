@@ -3,7 +3,8 @@
 They live in the SQL database at ``settings.drift_db_url`` (PostgreSQL in production, SQLite in
 the embedded profile), and the Grafana dashboard reads them: ``drift_metrics`` holds one row
 per period, chunk, column and metric, ``drift_runs`` one row per (analysis_commit,
-reference_commit, model_version). A rerun of the same key replaces its rows in one transaction.
+reference_commit), with the ``model_version`` that measured it. A rerun of the same month pair
+(after a promotion too) replaces its rows in one transaction.
 """
 
 from __future__ import annotations

@@ -34,13 +34,12 @@ import torch
 from PIL import Image
 
 from pawpaw.data.labeled import LabeledImages
+from pawpaw.model.heads import SIGMOID_X100, FittedHead
 from pawpaw.model.preprocess import PreprocessConfig, decode_image, preprocess_one
 from pawpaw.progress import say
 from pawpaw.schema import ID, TARGET
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "predict_scores"]
-
-TARGET_TRANSFORM = "sigmoid*100"
+__all__ = ["FinetuneConfig", "FinetuneResult", "finetune"]
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,15 @@ class FinetuneResult:
     best_epoch: int  # 1-based
     images_per_s: float  # training throughput (mean over epochs)
     history: list[dict[str, float]] = field(default_factory=list)
-    target_transform: str = TARGET_TRANSFORM
+    target_transform: str = SIGMOID_X100
+
+    def head(self) -> FittedHead:
+        """The trained linear head as the served model runs it (sigmoid x 100, clipped)."""
+        return FittedHead.linear(self.head_weights, self.head_bias, transform=self.target_transform)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Scores 1..100 from pooled features ``[N, D]``."""
-        return predict_scores(features, self.head_weights, self.head_bias)
-
-
-def predict_scores(features: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
-    """``clip(sigmoid(features @ weights + bias) * 100, 1, 100)`` as float64 ``[N]``."""
-    logits = np.asarray(features, dtype=np.float64) @ np.asarray(weights, dtype=np.float64) + bias
-    return np.clip(100.0 / (1.0 + np.exp(-logits)), 1.0, 100.0)
+        return self.head().predict(features)
 
 
 def finetune(

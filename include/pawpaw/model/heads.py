@@ -21,6 +21,7 @@ from pawpaw.metrics import rmse
 
 __all__ = [
     "HEAD_KINDS",
+    "SIGMOID_X100",
     "TRANSFORMS",
     "FittedHead",
     "HeadError",
@@ -31,7 +32,8 @@ __all__ = [
 SCORE_MIN, SCORE_MAX = 1.0, 100.0
 # "sigmoid*100": the fine-tune path trains with BCE on target/100, so its linear output is a
 # logit; "identity": heads fitted here regress the score directly.
-TRANSFORMS: tuple[str, ...] = ("identity", "sigmoid*100")
+SIGMOID_X100 = "sigmoid*100"
+TRANSFORMS: tuple[str, ...] = ("identity", SIGMOID_X100)
 HEAD_KINDS: tuple[str, ...] = ("ridge", "svr", "mlp")
 _KINDS = ("linear", "svr", "mlp", "blend")  # FittedHead kinds (ridge is a linear head)
 
@@ -188,7 +190,7 @@ class FittedHead:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Pawpularity for each row of ``features`` [N, D]: float64 [N] in 1..100."""
         r = self.raw(features)
-        if self.transform == "sigmoid*100":
+        if self.transform == SIGMOID_X100:
             r = 100.0 / (1.0 + np.exp(-r))
         return np.clip(r, SCORE_MIN, SCORE_MAX)
 

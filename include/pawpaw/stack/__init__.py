@@ -29,13 +29,12 @@ from pawpaw.stack.control import (
     up,
 )
 from pawpaw.stack.processes import StackError
-from pawpaw.stack.services import SERVICES, airflow_env
+from pawpaw.stack.services import SERVICES
 
 __all__ = [
     "SERVICES",
     "ServiceStatus",
     "StackError",
-    "airflow_env",
     "down",
     "running_overrides",
     "status",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from pawpaw.stack.services import (
     TAG,
     ServiceSpec,
     champion_bento,
+    is_healthy,
     monitoring_url,
     service_specs,
 )
@@ -74,8 +76,48 @@ def _save(settings: Settings, state: dict) -> None:
     partial.replace(path)
 
 
+@contextmanager
+def _locked(settings: Settings) -> Iterator[Settings]:
+    """One `up` or `down` at a time per data dir (they read, change and rewrite the state);
+    yields the settings with an absolute data dir (services run with it as working dir)."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / f"{_STATE}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield settings.model_copy(update={"data_dir": data_dir})
+
+
 def _running(record: dict | None) -> bool:
-    return record is not None and alive(record.get("pid"))
+    return record is not None and alive(record.get("pid"), record["marker"])
+
+
+def _healthy(record: dict) -> bool:
+    return is_healthy(record["health"], record.get("health_key"))
+
+
+def _wait_healthy(record: dict, timeout: float, process: subprocess.Popen | None = None) -> None:
+    started = time.monotonic()
+    while not _healthy(record):
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{record['name']} exited with {process.returncode}:\n"
+                             f"{tail(Path(record['log']))}")  # fmt: skip
+        if time.monotonic() - started > timeout:
+            raise StackError(f"{record['name']} not healthy after {timeout:.0f}s:\n"
+                             f"{tail(Path(record['log']))}")  # fmt: skip
+        time.sleep(0.5)
+
+
+def _stop(record: dict, timeout: float) -> bool:
+    """Stop every process of the service (rescanning: a supervisor may fork while it stops);
+    True if there was any."""
+    stopped = False
+    for _ in range(3):
+        procs = service_processes(record.get("pid"), record.get("pgids", []), record["marker"])
+        if not procs:
+            break
+        stop_processes(procs, timeout)
+        stopped = True
+    return stopped
 
 
 def _start(spec: ServiceSpec, settings: Settings, state: dict, progress: bool) -> None:
@@ -99,25 +141,21 @@ def _start(spec: ServiceSpec, settings: Settings, state: dict, progress: bool) -
                 start_new_session=True,  # its own process group: down() stops it with its children
             )
         previous = state["services"].get(spec.name) or {}
-        state["services"][spec.name] = {
+        record = state["services"][spec.name] = {
+            "name": spec.name,
             "pid": process.pid,
             # Every group this service ever had: workers of a killed scheduler outlive it there.
             "pgids": sorted({*previous.get("pgids", []), process.pid}),
             "url": spec.url,
             "port": spec.port,
+            "health": spec.health,
+            "health_key": spec.health_key,
             "marker": Path(spec.cmd[0]).name,  # in the command line of each of its processes
             "log": str(log_path),
         }
         _save(settings, state)
     started = time.monotonic()
-    while not spec.healthy():
-        if process.poll() is not None:
-            raise StackError(f"{spec.name} exited with {process.returncode}:\n{tail(log_path)}")
-        if time.monotonic() - started > spec.timeout:
-            raise StackError(
-                f"{spec.name} not healthy after {spec.timeout:.0f}s:\n{tail(log_path)}"
-            )
-        time.sleep(0.5)
+    _wait_healthy(record, spec.timeout, process)
     say(progress, f"{spec.name:22s} {spec.url}  ({time.monotonic() - started:.0f}s)", tag=TAG)
 
 
@@ -126,9 +164,14 @@ def up(settings: Settings, *, bento: bool = True, progress: bool = True) -> dict
     point the library at them (``mlflow_tracking_uri``, ``monitoring_db_url``).
 
     Running it again starts only what is missing (a crashed or killed service)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(settings) as settings:
+        return _up(settings, bento=bento, progress=progress)
+
+
+def _up(settings: Settings, *, bento: bool, progress: bool) -> dict[str, str]:
     state = _load(settings)
-    if not state.get("env"):
+    if not any(_running(r) for r in state["services"].values()):
+        # Nothing runs: the stack is (re)made from the settings in force now.
         state["env"] = {
             "PAWPAW_DATA_DIR": str(settings.data_dir),
             "PAWPAW_LAKEFS_ENDPOINT": settings.lakefs_endpoint,
@@ -141,9 +184,15 @@ def up(settings: Settings, *, bento: bool = True, progress: bool = True) -> dict
     served = settings.model_copy(update=_overrides(pawpaw_env))
     migrated = False
     for spec in service_specs(settings, pawpaw_env, bento_tag=None):
-        if _running(state["services"].get(spec.name)) and spec.healthy():
-            say(progress, f"{spec.name:22s} {spec.url}  (already running)", tag=TAG)
-            continue
+        record = state["services"].get(spec.name)
+        if _running(record):
+            try:
+                _wait_healthy(record, spec.timeout)  # it may still be starting
+                say(progress, f"{spec.name:22s} {spec.url}  (already running)", tag=TAG)
+                continue
+            except StackError:
+                say(progress, f"{spec.name:22s} unhealthy: restarting it", tag=TAG)
+                _stop(record, timeout=20.0)
         if spec.name.startswith("airflow") and not migrated:
             _airflow_migrate(spec.env, settings, progress)
             migrated = True
@@ -199,19 +248,20 @@ def running_overrides(settings: Settings) -> dict[str, str]:
 def down(settings: Settings, *, progress: bool = True, timeout: float = 20.0) -> list[str]:
     """Stop every service of the stack (servers and all their workers), newest first; return
     the names stopped. Afterwards none of their processes remain and their ports are free."""
-    state = _load(settings)
-    ports = [r["port"] for r in state["services"].values() if r.get("port")]
-    stopped = []
-    for name in reversed(SERVICES):
-        record = state["services"].get(name)
-        if record is None:
-            continue
-        procs = service_processes(record.get("pid"), record.get("pgids", []), record["marker"])
-        stop_processes(procs, timeout)
-        if procs:
-            stopped.append(name)
-            say(progress, f"{name:22s} stopped", tag=TAG)
-        del state["services"][name]
+    with _locked(settings) as settings:
+        state = _load(settings)
+        ports = [r["port"] for r in state["services"].values() if r.get("port")]
+        stopped = []
+        for name in reversed(SERVICES):
+            record = state["services"].get(name)
+            if record is None:
+                continue
+            if _stop(record, timeout):
+                stopped.append(name)
+                say(progress, f"{name:22s} stopped", tag=TAG)
+            del state["services"][name]
+            _save(settings, state)
+        state["env"] = {}
         _save(settings, state)
     busy = [f"{port} ({port_owner(port)})" for port in ports if port_in_use(port)]
     if busy:
@@ -221,25 +271,20 @@ def down(settings: Settings, *, progress: bool = True, timeout: float = 20.0) ->
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """Each service of the state file: pid, whether it is alive and healthy, where it logs."""
-    state = _load(settings)
-    pawpaw_env = state.get("env") or {}
-    by_name = (
-        {s.name: s for s in service_specs(settings, pawpaw_env, "champion")} if pawpaw_env else {}
-    )
+    state = _load(settings.model_copy(update={"data_dir": settings.data_dir.resolve()}))
     rows = []
     for name in SERVICES:
         record = state["services"].get(name)
         if record is None:
             continue
         alive = _running(record)
-        spec = by_name.get(name)
         rows.append(
             ServiceStatus(
                 name=name,
                 url=record["url"],
                 pid=record.get("pid"),
                 alive=alive,
-                healthy=alive and spec is not None and spec.healthy(),
+                healthy=alive and _healthy(record),
                 log=record["log"],
             )
         )

@@ -76,7 +76,11 @@ def port_owner(port: int) -> str:
     """Who listens on ``port``: 'pid N (command line)', as far as this user may see."""
     import psutil
 
-    for conn in psutil.net_connections(kind="inet"):
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.Error:  # e.g. not allowed to list other users' sockets
+        return "another program"
+    for conn in connections:
         if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
             if conn.pid is None:
                 break
@@ -89,21 +93,34 @@ def port_owner(port: int) -> str:
 
 
 def service_processes(pid: int | None, pgids: list[int], marker: str) -> list[psutil.Process]:
-    """A service's live processes: its leader's descendants (workers that start sessions of
-    their own, as BentoML's do, included) and the members of its process groups whose command
-    line holds ``marker`` (its program: a group id reused by another program is not ours)."""
+    """A service's live processes: its leader and the leader's descendants (workers that start
+    sessions of their own, as BentoML's do, included), and the members of its process groups;
+    only processes whose command line holds ``marker`` (the service's program) are ever taken
+    as its own, so a pid or group id reused by another program is left alone."""
     import psutil
 
     found: dict[int, psutil.Process] = {}
-    with contextlib.suppress(psutil.Error):
-        if pid is not None:
-            leader = psutil.Process(pid)
+    leader = _ours(pid, marker)
+    if leader is not None:
+        with contextlib.suppress(psutil.Error):
             found = {p.pid: p for p in (leader, *leader.children(recursive=True))}
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(OSError, psutil.Error):
             if os.getpgid(proc.pid) in pgids and marker in " ".join(proc.info["cmdline"] or ()):
                 found.setdefault(proc.pid, proc)
     return [p for p in found.values() if _running(p)]
+
+
+def _ours(pid: int | None, marker: str) -> psutil.Process | None:
+    import psutil
+
+    if pid is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        return proc if _running(proc) and marker in " ".join(proc.cmdline()) else None
+    except psutil.Error:
+        return None
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -113,6 +130,11 @@ def _running(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def alive(pid: int | None, marker: str) -> bool:
+    """Whether ``pid`` runs, and runs the service's program (``marker``)."""
+    return _ours(pid, marker) is not None
 
 
 def stop_processes(procs: list[psutil.Process], timeout: float) -> None:
@@ -126,17 +148,6 @@ def stop_processes(procs: list[psutil.Process], timeout: float) -> None:
         deadline = time.monotonic() + wait
         while (procs := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
             time.sleep(0.2)
-
-
-def alive(pid: int | None) -> bool:
-    import psutil
-
-    if pid is None:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def tail(path: Path, lines: int = 25) -> str:

@@ -31,6 +31,15 @@ class AirflowAPI:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=timeout)
 
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AirflowAPI:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code in ok:
@@ -78,7 +87,12 @@ class AirflowAPI:
         created = self._call("POST", f"/dags/{dag_id}/dagRuns", json=body, ok=(409,))
         if created is not None:
             return created
-        existing = self.run(dag_id, run_id)
+        existing = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}", ok=(404,))
+        if existing is None:  # the conflict is another run on the same logical date
+            raise RunError(
+                f"{dag_id} already has a run for logical date {logical_date.isoformat()} (not "
+                f"{run_id!r}): see the UI's runs, or trigger another date"
+            )
         if existing["state"] == "failed":
             self._call(
                 "POST",

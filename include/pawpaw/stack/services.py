@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pawpaw.config import PROJECT_ROOT, Settings
 from pawpaw.progress import say
-from pawpaw.stack.processes import answers, json_at, tool
+from pawpaw.stack.processes import StackError, answers, json_at, tool
 
 __all__ = [
     "SERVICES",
@@ -52,7 +51,8 @@ class ServiceSpec:
     name: str
     cmd: list[str]
     url: str  # what a person opens
-    healthy: Callable[[], bool]
+    health: str  # a URL that answers below 500 when the service is healthy...
+    health_key: str | None = None  # ...or, with a key, whose JSON says {key: {"status": "healthy"}}
     port: int | None = None  # the port it listens on (checked free before start)
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 180.0
@@ -138,7 +138,7 @@ def service_specs(
                     str(settings.data_dir / "lakefs"),
                 ],
                 url=lakefs,
-                healthy=lambda: answers(f"{lakefs}/api/v1/healthcheck"),
+                health=f"{lakefs}/api/v1/healthcheck",
                 port=port,
             )
         )
@@ -163,7 +163,7 @@ def service_specs(
                 "--no-serve-artifacts",
             ],
             url=mlflow,
-            healthy=lambda: answers(f"{mlflow}/health"),
+            health=f"{mlflow}/health",
             port=settings.mlflow_port,
         )
     )
@@ -174,7 +174,7 @@ def service_specs(
             "airflow-api-server",
             [tool("airflow"), "api-server"],
             url=api,
-            healthy=lambda: answers(f"{api}/api/v2/monitor/health"),
+            health=f"{api}/api/v2/monitor/health",
             port=settings.airflow_port,
             env=env,
         )
@@ -185,7 +185,8 @@ def service_specs(
                 name,
                 [tool("airflow"), name.removeprefix("airflow-")],
                 url=f"{api}/api/v2/monitor/health ({key})",
-                healthy=lambda key=key: _component_healthy(api, key),
+                health=f"{api}/api/v2/monitor/health",
+                health_key=key,
                 env=env,
             )
         )
@@ -204,7 +205,7 @@ def service_specs(
                     str(settings.serve_port),
                 ],
                 url=bento,
-                healthy=lambda: answers(f"{bento}/readyz"),
+                health=f"{bento}/readyz",
                 port=settings.serve_port,
                 env=_bento_env(settings),
             )
@@ -212,9 +213,12 @@ def service_specs(
     return specs
 
 
-def _component_healthy(api: str, key: str) -> bool:
-    health = json_at(f"{api}/api/v2/monitor/health") or {}
-    return (health.get(key) or {}).get("status") == "healthy"
+def is_healthy(health: str, health_key: str | None = None) -> bool:
+    """Whether a service answers its health check (see :class:`ServiceSpec`)."""
+    if health_key is None:
+        return answers(health)
+    found = json_at(health) or {}
+    return (found.get(health_key) or {}).get("status") == "healthy"
 
 
 def _bento_env(settings: Settings) -> dict[str, str]:
@@ -225,14 +229,15 @@ def _bento_env(settings: Settings) -> dict[str, str]:
 
 def champion_bento(settings: Settings, progress: bool) -> str | None:
     """The bento of the champion (exported now if the DAG has not yet), or None without one."""
-    from pawpaw.export import export_champion
+    from mlflow.exceptions import MlflowException
+
+    from pawpaw.export import ExportError, export_champion
     from pawpaw.registry import CHAMPION, alias_version
 
-    if alias_version(settings, CHAMPION) is None:
-        say(
-            progress,
-            "bento: no champion yet (`pawpaw up` starts it once one exists)",
-            tag=TAG,
-        )
-        return None
-    return export_champion(settings, progress=False).bento_tag
+    try:
+        if alias_version(settings, CHAMPION) is None:
+            say(progress, "bento: no champion yet (`pawpaw up` starts it once one exists)", tag=TAG)
+            return None
+        return export_champion(settings, progress=False).bento_tag
+    except (ExportError, MlflowException) as exc:
+        raise StackError(f"bento: the champion cannot be exported: {exc}") from exc

@@ -23,13 +23,14 @@ from pawpaw.synth.scores import (
     expected_score,
     sample_rows,
 )
-from pawpaw.synth.truth import noise_floor, pool_noise_floor, split_noise_floors
+from pawpaw.synth.truth import SYNTH_FILE, noise_floor, pool_noise_floor, split_noise_floors
 from pawpaw.synth.writer import GENERATOR_VERSION, generate
 
 __all__ = [
     "FLAG_SHARES",
     "GENERATOR_VERSION",
     "SCORE_MODEL",
+    "SYNTH_FILE",
     "TRUTH_COLUMNS",
     "ScoreModel",
     "Shift",

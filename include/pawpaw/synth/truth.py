@@ -17,8 +17,16 @@ import pandas as pd
 from pawpaw.metrics import rmse
 from pawpaw.schema import ID, TARGET
 
-__all__ = ["NOISE_FREE", "TRUTH_FILE", "noise_floor", "pool_noise_floor", "split_noise_floors"]
+__all__ = [
+    "NOISE_FREE",
+    "SYNTH_FILE",
+    "TRUTH_FILE",
+    "noise_floor",
+    "pool_noise_floor",
+    "split_noise_floors",
+]
 
+SYNTH_FILE = "synth.json"  # the pool's description (parameters, effects, noise floor)
 TRUTH_FILE = "synth_truth.csv"  # per-row truth, written beside train.csv
 NOISE_FREE = "noise_free"  # its column: E[score | what is visible]
 

@@ -34,7 +34,7 @@ from pawpaw.synth.scores import (
     expected_variance,
     sample_rows,
 )
-from pawpaw.synth.truth import NOISE_FREE, TRUTH_FILE, noise_floor
+from pawpaw.synth.truth import NOISE_FREE, SYNTH_FILE, TRUTH_FILE, noise_floor
 
 __all__ = ["GENERATOR_VERSION", "generate"]
 
@@ -81,7 +81,7 @@ def _existing(out_dir: Path, params: Mapping[str, Any]) -> bool:
     if not any(out_dir.iterdir()):
         return False
     try:
-        old = json.loads((out_dir / "synth.json").read_text())
+        old = json.loads((out_dir / SYNTH_FILE).read_text())
     except (OSError, ValueError):
         old = None
     if old is not None and {k: old.get(k) for k in params} == dict(params):
@@ -194,7 +194,7 @@ def generate(
                 TRUTH_FILE: f"{ID}, " + ", ".join(TRUTH_COLUMNS),
             },
         }
-        (partial / "synth.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (partial / SYNTH_FILE).write_text(json.dumps(doc, indent=2) + "\n")
         _move_into_place(partial, out_dir, params)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

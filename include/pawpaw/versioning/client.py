@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pawpaw.config import Settings
+from pawpaw.synth.truth import SYNTH_FILE
 
 if TYPE_CHECKING:  # the SDK is imported lazily: `pawpaw --help` should not pay for it
     import lakefs
@@ -51,7 +52,7 @@ __all__ = [
 IMAGES = "images/"
 SPLITS_DIR = "splits/"
 SAMPLE_JSON = "sample.json"
-SYNTH_JSON = "pool/synth.json"
+SYNTH_JSON = f"pool/{SYNTH_FILE}"
 MANAGED = (IMAGES, SPLITS_DIR, "pool/", SAMPLE_JSON)  # everything a sample owns on main
 KIND_SAMPLE = "sample"  # commit metadata "kind" of the merge commit on main (the identity)
 KIND_RUN = "sample-run"  # ... of the commit on the run branch

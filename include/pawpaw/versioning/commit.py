@@ -50,7 +50,7 @@ from pawpaw.data.labeled import LabeledImages
 from pawpaw.data.sampling import SampleSpec, draw_sample, flag_shares
 from pawpaw.progress import Progress, say
 from pawpaw.schema import COLUMNS, ID, SPLITS, TARGET
-from pawpaw.synth.truth import pool_noise_floor, split_noise_floors
+from pawpaw.synth.truth import SYNTH_FILE, pool_noise_floor, split_noise_floors
 from pawpaw.versioning.client import (
     IMAGES,
     KIND_RUN,
@@ -455,7 +455,7 @@ def _json_bytes(doc: dict[str, Any]) -> bytes:
 
 def _read_synth(pool: LabeledImages) -> dict[str, Any] | None:
     folder = _pool_dir(pool)
-    path = folder / "synth.json" if folder else None
+    path = folder / SYNTH_FILE if folder else None
     if path is None or not path.is_file():
         return None
     try:

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Grafana with the passwords secrets-init generated: the admin's, and the read-only database
+# role's, which provisioning/datasources/monitoring.yaml reads as ${GRAFANA_DB_PASSWORD}.
+# Then the image's own entrypoint (/run.sh).
+set -eu
+
+: "${SECRETS_DIR:?SECRETS_DIR is not set}"
+secret() {
+    value=""
+    if [ -r "$SECRETS_DIR/$1" ]; then
+        IFS= read -r value <"$SECRETS_DIR/$1" || [ -n "$value" ]
+    fi
+    if [ -z "$value" ]; then
+        echo "grafana-entrypoint: secret $1 is missing or empty in $SECRETS_DIR" >&2
+        exit 1
+    fi
+    printf '%s' "$value"
+}
+GF_SECURITY_ADMIN_PASSWORD="$(secret grafana_admin_password)"
+GRAFANA_DB_PASSWORD="$(secret grafana_db_password)"
+export GF_SECURITY_ADMIN_PASSWORD GRAFANA_DB_PASSWORD
+exec "${GRAFANA_RUN:-/run.sh}" "$@"
