@@ -78,7 +78,7 @@ def requirements(gpu: bool = SERVE_GPU) -> list[str]:
 # releases without those extras or built for another CUDA major, which silently fall back to
 # the CPU. onnxruntime-gpu releases lag the CPU wheel's, so the CPU pin cannot carry over.
 # Host: an NVIDIA driver >= 580 (CUDA 13.x; 580.65.06 or newer) and the NVIDIA container
-# toolkit. tests/unit/test_bento_requirements.py checks the pin's form.
+# toolkit. tests/unit/test_compose_bento.py checks the pin and that it resolves.
 ONNXRUNTIME_GPU_VERSION = "1.31.1"
 ONNXRUNTIME_GPU = f"onnxruntime-gpu[cuda,cudnn]=={ONNXRUNTIME_GPU_VERSION}"
 MIN_NVIDIA_DRIVER = "580.65.06"

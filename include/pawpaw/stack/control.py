@@ -88,7 +88,7 @@ def _locked(settings: Settings) -> Iterator[Settings]:
 
 
 def _running(record: dict | None) -> bool:
-    return record is not None and alive(record.get("pid"), record["marker"])
+    return record is not None and alive(record.get("pid"), record["programs"])
 
 
 def _healthy(record: dict) -> bool:
@@ -112,7 +112,7 @@ def _stop(record: dict, timeout: float) -> bool:
     True if there was any."""
     stopped = False
     for _ in range(3):
-        procs = service_processes(record.get("pid"), record.get("pgids", []), record["marker"])
+        procs = service_processes(record.get("pid"), record.get("pgids", []), record["programs"])
         if not procs:
             break
         stop_processes(procs, timeout)
@@ -150,7 +150,7 @@ def _start(spec: ServiceSpec, settings: Settings, state: dict, progress: bool) -
             "port": spec.port,
             "health": spec.health,
             "health_key": spec.health_key,
-            "marker": Path(spec.cmd[0]).name,  # in the command line of each of its processes
+            "programs": list(spec.programs),
             "log": str(log_path),
         }
         _save(settings, state)

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,33 +93,46 @@ def port_owner(port: int) -> str:
     return "another program"
 
 
-def service_processes(pid: int | None, pgids: list[int], marker: str) -> list[psutil.Process]:
+def service_processes(
+    pid: int | None, pgids: list[int], programs: Sequence[str]
+) -> list[psutil.Process]:
     """A service's live processes: its leader and the leader's descendants (workers that start
-    sessions of their own, as BentoML's do, included), and the members of its process groups;
-    only processes whose command line holds ``marker`` (the service's program) are ever taken
-    as its own, so a pid or group id reused by another program is left alone."""
+    sessions of their own, as BentoML's do, included), and every member of each of its process
+    groups that still runs the service's program (one of ``programs`` in some member's command
+    line: a pid or group id reused by another program is left alone)."""
     import psutil
 
     found: dict[int, psutil.Process] = {}
-    leader = _ours(pid, marker)
+    leader = _ours(pid, programs)
     if leader is not None:
         with contextlib.suppress(psutil.Error):
             found = {p.pid: p for p in (leader, *leader.children(recursive=True))}
+    groups: dict[int, list[psutil.Process]] = {}
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) in pgids and marker in " ".join(proc.info["cmdline"] or ()):
-                found.setdefault(proc.pid, proc)
+            pgid = os.getpgid(proc.pid)
+            if pgid in pgids and _running(proc):
+                groups.setdefault(pgid, []).append(proc)
+    for members in groups.values():
+        if any(_runs(m.info["cmdline"], programs) for m in members):
+            for member in members:
+                found.setdefault(member.pid, member)
     return [p for p in found.values() if _running(p)]
 
 
-def _ours(pid: int | None, marker: str) -> psutil.Process | None:
+def _runs(cmdline: Sequence[str] | None, programs: Sequence[str]) -> bool:
+    text = " ".join(cmdline or ())
+    return any(program in text for program in programs)
+
+
+def _ours(pid: int | None, programs: Sequence[str]) -> psutil.Process | None:
     import psutil
 
     if pid is None:
         return None
     try:
         proc = psutil.Process(pid)
-        return proc if _running(proc) and marker in " ".join(proc.cmdline()) else None
+        return proc if _running(proc) and _runs(proc.cmdline(), programs) else None
     except psutil.Error:
         return None
 
@@ -132,9 +146,9 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def alive(pid: int | None, marker: str) -> bool:
-    """Whether ``pid`` runs, and runs the service's program (``marker``)."""
-    return _ours(pid, marker) is not None
+def alive(pid: int | None, programs: Sequence[str]) -> bool:
+    """Whether ``pid`` runs, and runs one of the service's ``programs``."""
+    return _ours(pid, programs) is not None
 
 
 def stop_processes(procs: list[psutil.Process], timeout: float) -> None:

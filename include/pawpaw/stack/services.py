@@ -54,8 +54,15 @@ class ServiceSpec:
     health: str  # a URL that answers below 500 when the service is healthy...
     health_key: str | None = None  # ...or, with a key, whose JSON says {key: {"status": "healthy"}}
     port: int | None = None  # the port it listens on (checked free before start)
+    # What its processes' command lines show (they may rename themselves): by default the
+    # program started; a pid or process group without one of these is not the service's.
+    also_runs_as: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 180.0
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        return (Path(self.cmd[0]).name, *self.also_runs_as)
 
 
 def _is_local(url: str) -> bool:
@@ -206,6 +213,7 @@ def service_specs(
                 ],
                 url=bento,
                 health=f"{bento}/readyz",
+                also_runs_as=("circusd",),  # `bentoml serve` renames itself
                 port=settings.serve_port,
                 env=_bento_env(settings),
             )
