@@ -5,12 +5,10 @@ and answering a photo; then the stack is stopped and nothing of it remains."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 import pytest
 
-from tests.fixtures.common import free_port
+from tests.fixtures.common import assert_nothing_listens, free_port, live_in_groups
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +18,6 @@ SUCCESS, SKIPPED = "success", "skipped"
 def test_demo_runs_two_scheduled_months_and_serves_a_score(
     tmp_path, tmp_path_factory, monkeypatch
 ) -> None:
-    import psutil
     import sqlalchemy as sa
     from mlflow import MlflowClient
 
@@ -69,17 +66,7 @@ def test_demo_runs_two_scheduled_months_and_serves_a_score(
     engine.dispose()
     # `down` left nothing: no process of any service group, every port free.
     groups = {g for record in state["services"].values() for g in record["pgids"]}
-    left = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) in groups:
-                left.append(proc.pid)
-        except OSError:
-            continue
-    assert left == []
+    assert live_in_groups(groups) == []
     for record in state["services"].values():  # the bento's workers hold its port, too
         if record.get("port"):
-            with socket.socket() as sock:
-                # Still LISTENing anywhere makes this bind fail (TIME_WAIT leftovers do not).
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("127.0.0.1", record["port"]))
+            assert_nothing_listens(record["port"])

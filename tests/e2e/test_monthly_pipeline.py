@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from pawpaw.config import Settings
+from tests.fixtures.postgres import fresh_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -55,33 +56,24 @@ def pipeline_env(
         "AIRFLOW_CONN_MLFLOW_DEFAULT",
         json.dumps({"conn_type": "mlflow", "host": ml_host, "port": int(ml_port)}),
     )
-    engine = sa.create_engine(postgres_url)
-    schema = f"e2e_{tag}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    monitoring = (
-        sa.engine.make_url(postgres_url)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    mp.setenv("PAWPAW_MONITORING_DB_URL", monitoring)
-    mp.setenv("PAWPAW_DATA_DIR", str(root / "data"))
-    mp.setenv("PAWPAW_LAKEFS_STORAGE_NAMESPACE", f"local://e2e-{tag}")
-    mp.setenv("PAWPAW_REGISTERED_MODEL", f"pawpularity-e2e-{tag}")
-    mp.setenv("PAWPAW_MLFLOW_EXPERIMENT", f"e2e-{tag}")
-    # BentoML fixes its store once per process: share the session's with the other tests.
-    bento_home = tmp_path_factory.getbasetemp() / "bentoml-home"
-    mp.setenv("BENTOML_HOME", str(bento_home))
-    mp.setenv("PAWPAW_BENTOML_HOME", str(bento_home))
-    from pawpaw.config import get_settings
+    with fresh_schema(postgres_url, "e2e") as monitoring:
+        mp.setenv("PAWPAW_MONITORING_DB_URL", monitoring)
+        mp.setenv("PAWPAW_DATA_DIR", str(root / "data"))
+        mp.setenv("PAWPAW_LAKEFS_STORAGE_NAMESPACE", f"local://e2e-{tag}")
+        mp.setenv("PAWPAW_REGISTERED_MODEL", f"pawpularity-e2e-{tag}")
+        mp.setenv("PAWPAW_MLFLOW_EXPERIMENT", f"e2e-{tag}")
+        # BentoML fixes its store once per process: share the session's with the other tests.
+        bento_home = tmp_path_factory.getbasetemp() / "bentoml-home"
+        mp.setenv("BENTOML_HOME", str(bento_home))
+        mp.setenv("PAWPAW_BENTOML_HOME", str(bento_home))
+        from pawpaw.config import get_settings
 
-    get_settings.cache_clear()
-    yield {"engine": sa.create_engine(monitoring), "pool": synthetic_pool}
-    mp.undo()
-    get_settings.cache_clear()
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+        get_settings.cache_clear()
+        engine = sa.create_engine(monitoring)
+        yield {"engine": engine, "pool": synthetic_pool}
+        mp.undo()
+        get_settings.cache_clear()
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

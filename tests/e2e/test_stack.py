@@ -20,7 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.common import free_port, wait_until
+from tests.fixtures.common import assert_nothing_listens, free_port, live_in_groups, wait_until
+from tests.fixtures.postgres import fresh_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -37,36 +38,27 @@ def stack_env(tmp_path_factory, postgres_url, synthetic_pool, shifted_pool):
     mp = pytest.MonkeyPatch()
     tag = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp("stack")
-    engine = sa.create_engine(postgres_url)
-    schema = f"stack_{tag}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    monitoring = (
-        sa.engine.make_url(postgres_url)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    for name in STACK_PORTS:
-        mp.setenv(name, str(free_port()))
-    mp.setenv("PAWPAW_LAKEFS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
-    mp.setenv("PAWPAW_DATA_DIR", str(root / "data"))
-    mp.setenv("PAWPAW_MONITORING_DB_URL", monitoring)
-    mp.setenv("PAWPAW_REGISTERED_MODEL", f"pawpularity-stack-{tag}")
-    # BentoML fixes its store once per process: share the session's with the other tests.
-    bento_home = tmp_path_factory.getbasetemp() / "bentoml-home"
-    mp.setenv("BENTOML_HOME", str(bento_home))
-    mp.setenv("PAWPAW_BENTOML_HOME", str(bento_home))
-    get_settings.cache_clear()
-    yield {
-        "settings": get_settings(),
-        "engine": sa.create_engine(monitoring),
-        "pools": {"base": synthetic_pool, "shifted": shifted_pool},
-    }
-    mp.undo()
-    get_settings.cache_clear()
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    with fresh_schema(postgres_url, "stack") as monitoring:
+        for name in STACK_PORTS:
+            mp.setenv(name, str(free_port()))
+        mp.setenv("PAWPAW_LAKEFS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+        mp.setenv("PAWPAW_DATA_DIR", str(root / "data"))
+        mp.setenv("PAWPAW_MONITORING_DB_URL", monitoring)
+        mp.setenv("PAWPAW_REGISTERED_MODEL", f"pawpularity-stack-{tag}")
+        # BentoML fixes its store once per process: share the session's with the other tests.
+        bento_home = tmp_path_factory.getbasetemp() / "bentoml-home"
+        mp.setenv("BENTOML_HOME", str(bento_home))
+        mp.setenv("PAWPAW_BENTOML_HOME", str(bento_home))
+        get_settings.cache_clear()
+        engine = sa.create_engine(monitoring)
+        yield {
+            "settings": get_settings(),
+            "engine": engine,
+            "pools": {"base": synthetic_pool, "shifted": shifted_pool},
+        }
+        mp.undo()
+        get_settings.cache_clear()
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -283,8 +275,6 @@ def _grid_has_runs(browser, by) -> bool:
 
 
 def test_down_leaves_no_process_and_frees_every_port(stack) -> None:
-    import psutil
-
     from pawpaw import stack as local_stack
 
     settings = stack["settings"]
@@ -294,13 +284,9 @@ def test_down_leaves_no_process_and_frees_every_port(stack) -> None:
     assert len(ports) == 3  # lakeFS emulator, MLflow, Airflow API server
     local_stack.down(settings)
     time.sleep(0.5)
-    left = [p.pid for p in psutil.process_iter() if _alive(p.pid) and _pgid(p.pid) in groups]
-    assert left == []
+    assert live_in_groups(groups) == []
     for port in ports:
-        with socket.socket() as s:
-            # Still LISTENing anywhere makes this bind fail (TIME_WAIT leftovers do not).
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))  # would raise if anything still listened
+        assert_nothing_listens(port)
     assert local_stack.status(settings) == []
 
     # With the stack down, the same commands read the same stores directly: the registry from
@@ -321,10 +307,3 @@ def test_down_leaves_no_process_and_frees_every_port(stack) -> None:
 
     (score,) = model.predict(pd.DataFrame({"image": [photo]}))
     assert 1.0 <= score <= 100.0
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None

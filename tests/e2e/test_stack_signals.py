@@ -6,29 +6,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import free_port, wait_until
+from tests.fixtures.common import assert_nothing_listens, free_port, live_in_groups, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def _alive_in(groups: set[int]) -> list[int]:
-    import psutil
-
-    left = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) in groups:
-                left.append(proc.pid)
-        except OSError:
-            continue
-    return left
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -65,9 +51,6 @@ def test_an_interrupted_up_stops_what_it_started(sig: signal.Signals, tmp_path: 
     assert up.returncode == 130, output
     assert "stopping the stack" in output and "lakefs" in output
     assert json.loads(state.read_text())["services"] == {}
-    assert groups and _alive_in(groups) == []
+    assert groups and live_in_groups(groups) == []
     for port in (ports["LAKEFS"], ports["MLFLOW"]):
-        with socket.socket() as s:
-            # Still LISTENing anywhere makes this bind fail (TIME_WAIT leftovers do not).
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))  # raises if something still listens
+        assert_nothing_listens(port)
