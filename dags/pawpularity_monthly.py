@@ -7,13 +7,18 @@ Every month a new sample of shelter photos arrives. This DAG keeps the serving m
    (the commit id is the dataset's identity; reruns reuse the same commit).
 2. **evaluate_champion** — score the serving model (`champion` alias in MLflow) on the
    commit's test split (cached per model version and commit).
-3. **needs_training** — retrain when there is no champion, its RMSE misses the threshold
-   (`threshold_ratio` x the mean predictor's RMSE on that commit), or `force_retrain` is set.
-4. **train_challenger -> evaluate_challenger -> should_promote** — promote only when the
+3. **has_reference -> drift** — the month measured with the champion that served it, against
+   that champion's baseline (the test split of the commit it was trained on): one drift
+   verdict (univariate tests, embedding reconstruction error and domain classifier, family-wise
+   false-alarm rate `PAWPAW_DRIFT_ALPHA`) and NannyML's estimated RMSE, written to the
+   monitoring database (Grafana reads it). Skipped when there is no champion yet.
+4. **needs_training** — retrain when there is no champion, `force_retrain` is set, or one of
+   the `retrain_on` signals fires: `rmse` (realized RMSE above `threshold_ratio` x the mean
+   predictor's), `estimated_rmse` (the label-free estimate above the same limit on the
+   baseline), `drift` (the month's verdict is an alert). The log says which fired.
+5. **train_challenger -> evaluate_challenger -> should_promote** — promote only when the
    challenger is strictly better on the same test split; then **export** the new champion to
    BentoML (model store + `bentoml build`).
-5. **has_reference -> drift** — NannyML drift of predictions and image statistics against the
-   previous evaluated month, written to the monitoring database (Grafana reads it).
 
 Every task is one call into the `pawpaw.pipeline` function of the same name; XCom carries
 only ids and small metric dicts. The trigger form's parameters are the control panel; their
@@ -27,7 +32,7 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from pawpaw.config import TRAIN_MODES, get_settings
+from pawpaw.config import RETRAIN_SIGNALS, TRAIN_MODES, get_settings
 from pawpaw.schema import FLAGS, MIN_SAMPLE_SIZE
 from pawpaw_airflow import pipeline_settings
 
@@ -75,6 +80,14 @@ DEFAULTS = get_settings()  # PAWPAW_* environment and .env: the trigger form's d
             maximum=2.0,
             description="Retrain when champion RMSE > ratio x the mean predictor's RMSE.",
         ),
+        "retrain_on": Param(
+            list(DEFAULTS.retrain_on),
+            type="array",
+            items={"type": "string", "enum": list(RETRAIN_SIGNALS)},
+            uniqueItems=True,
+            description="Signals that trigger retraining: rmse (realized), estimated_rmse "
+            "(NannyML DLE, no labels), drift (the month's drift verdict).",
+        ),
         "force_retrain": Param(False, type="boolean", description="Train a challenger anyway."),
         "train_mode": Param(
             DEFAULTS.train_mode,
@@ -109,14 +122,36 @@ def pawpularity_monthly():
         return pipeline.evaluate_champion(pipeline_settings(), sampled["commit_id"])
 
     @task.branch
-    def needs_training(champion_eval: dict) -> str:
+    def has_reference(sampled: dict, champion_eval: dict) -> str:
+        from pawpaw import pipeline
+
+        reference = pipeline.has_reference(pipeline_settings(), sampled["commit_id"], champion_eval)
+        print(f"drift reference: {reference or 'none (no champion trained on another commit)'}")
+        return "drift" if reference else "no_reference"
+
+    @task
+    def drift(sampled: dict, champion_eval: dict) -> dict:
+        from pawpaw import pipeline
+
+        return pipeline.drift(
+            pipeline_settings(),
+            sampled["commit_id"],
+            champion_eval,
+            month=sampled["month"],
+            threshold_ratio=get_current_context()["params"]["threshold_ratio"],
+        )
+
+    @task.branch(trigger_rule=JOIN)
+    def needs_training(champion_eval: dict, drift_result: dict | None) -> str:
         from pawpaw import pipeline
 
         params = get_current_context()["params"]
         retrain, reason = pipeline.needs_training(
             champion_eval,
+            drift_result,  # None when drift was skipped
             threshold_ratio=params["threshold_ratio"],
             force=params["force_retrain"],
+            signals=params["retrain_on"],
         )
         print(f"needs_training={retrain}: {reason}")
         return "train_challenger" if retrain else "skip_training"
@@ -156,23 +191,12 @@ def pawpularity_monthly():
 
         return pipeline.export(pipeline_settings())
 
-    @task.branch(trigger_rule=JOIN)
-    def has_reference(sampled: dict) -> str:
-        from pawpaw import pipeline
-
-        reference = pipeline.has_reference(pipeline_settings(), sampled["commit_id"])
-        print(f"drift reference: {reference or 'none (first evaluated month)'}")
-        return "drift" if reference else "no_reference"
-
-    @task
-    def drift(sampled: dict) -> dict:
-        from pawpaw import pipeline
-
-        return pipeline.drift(pipeline_settings(), sampled["commit_id"])
-
     sampled = sample()
     champion_eval = evaluate_champion(sampled)
-    training = needs_training(champion_eval)
+    reference = has_reference(sampled, champion_eval)
+    no_reference = EmptyOperator(task_id="no_reference")
+    drift_result = drift(sampled, champion_eval)
+    training = needs_training(champion_eval, drift_result)
     skip_training = EmptyOperator(task_id="skip_training")
     challenger = train_challenger(sampled)
     challenger_eval = evaluate_challenger(sampled, challenger)
@@ -180,15 +204,13 @@ def pawpularity_monthly():
     keep_champion = EmptyOperator(task_id="keep_champion")
     promoted = promote(challenger)
     exported = export()
-    reference = has_reference(sampled)
-    no_reference = EmptyOperator(task_id="no_reference")
     done = EmptyOperator(task_id="done", trigger_rule=JOIN)
 
+    reference >> [drift_result, no_reference] >> training
     training >> [challenger, skip_training]
     promotion >> [promoted, keep_champion]
     promoted >> exported
-    [skip_training, keep_champion, exported] >> reference
-    reference >> [drift(sampled), no_reference] >> done
+    [skip_training, keep_champion, exported] >> done
 
 
 pawpularity_monthly()

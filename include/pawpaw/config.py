@@ -9,17 +9,27 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pawpaw.schema import MIN_SAMPLE_SIZE
 
-__all__ = ["PROJECT_ROOT", "TRAIN_MODES", "WEIGHTS_SOURCES", "Settings", "get_settings"]
+__all__ = [
+    "PROJECT_ROOT",
+    "RETRAIN_SIGNALS",
+    "TRAIN_MODES",
+    "WEIGHTS_SOURCES",
+    "Settings",
+    "get_settings",
+]
 
 # include/pawpaw/config.py -> the repository root (an editable install keeps this true).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # head: frozen backbone + regression head (CPU, seconds); finetune: the whole network (GPU).
 TRAIN_MODES: tuple[str, ...] = ("head", "finetune")
+# What may make the monthly run retrain: the champion's realized RMSE, its RMSE estimated
+# without labels (NannyML DLE), the month's drift verdict (see pawpaw.decisions.needs_training).
+RETRAIN_SIGNALS: tuple[str, ...] = ("rmse", "estimated_rmse", "drift")
 # Where pretrained backbone weights come from (see pawpaw.model.backbone).
 WEIGHTS_SOURCES: tuple[str, ...] = ("package", "hub", "none")
 
@@ -80,6 +90,18 @@ class Settings(BaseSettings):
     monitoring_db_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset: SQLite under data_dir."
     )
+    # The month verdict's family-wise false-alarm rate: P(a calm month alerts) <= drift_alpha.
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1)
+    # What makes needs_training retrain (besides force and no champion), see RETRAIN_SIGNALS.
+    retrain_on: tuple[str, ...] = Field(default=RETRAIN_SIGNALS)
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _known_signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in RETRAIN_SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown retrain signal(s) {unknown}; choose from {RETRAIN_SIGNALS}")
+        return value
 
     # --- the embedded stack (`pawpaw up`): ports on 127.0.0.1 ------------------------------
     mlflow_port: int = Field(default=5000, ge=1, le=65535)

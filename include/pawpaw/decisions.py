@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["Decision", "EvalResult", "needs_training", "should_promote"]
+from pawpaw.config import RETRAIN_SIGNALS
+
+__all__ = ["Decision", "DriftSignal", "EvalResult", "needs_training", "should_promote"]
 
 
 @dataclass(frozen=True)
@@ -68,30 +70,85 @@ class Decision:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DriftSignal:
+    """What the month's drift step found, as far as retraining cares (see pawpaw.drift)."""
+
+    alert: bool
+    reasons: tuple[str, ...]
+    estimated_rmse: float
+    rmse_limit: float | None  # threshold_ratio x the reference's mean-predictor RMSE
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftSignal:
+        """From a ``DriftResult.to_dict()`` (extra keys ignored)."""
+        return cls(
+            alert=bool(data["alert"]),
+            reasons=tuple(data["reasons"]),
+            estimated_rmse=float(data["estimated_rmse"]),
+            rmse_limit=None if data["rmse_limit"] is None else float(data["rmse_limit"]),
+        )
+
+
 def needs_training(
-    champion: EvalResult | None, *, threshold_ratio: float, force: bool = False
+    champion: EvalResult | None,
+    *,
+    threshold_ratio: float,
+    force: bool = False,
+    drift: DriftSignal | None = None,
+    signals: tuple[str, ...] | list[str] = RETRAIN_SIGNALS,
 ) -> Decision:
-    """Retrain when forced, when there is no champion, or when the champion's test RMSE on
-    the new commit exceeds ``threshold_ratio`` x that commit's mean-predictor RMSE."""
+    """Retrain when forced, when there is no champion, or when one of ``signals`` fires:
+
+    - ``rmse``: the champion's test RMSE on the new commit exceeds ``threshold_ratio`` x that
+      commit's mean-predictor RMSE;
+    - ``estimated_rmse``: its RMSE estimated without labels exceeds ``drift.rmse_limit``;
+    - ``drift``: the month's drift verdict is an alert.
+
+    The reason names every signal that fired (or what each checked signal found).
+    """
+    unknown = [s for s in signals if s not in RETRAIN_SIGNALS]
+    if unknown:
+        raise ValueError(f"unknown retrain signal(s) {unknown}; choose from {RETRAIN_SIGNALS}")
     if force:
         return Decision(True, "retraining was forced")
     if champion is None:
         return Decision(True, "there is no champion yet")
     if not threshold_ratio > 0:
         raise ValueError(f"threshold_ratio must be > 0, got {threshold_ratio}")
-    limit = threshold_ratio * champion.mean_rmse
-    if champion.rmse > limit:
-        return Decision(
-            True,
+    fired, calm = [], []
+
+    def check(signal: str, over: bool, what: str, limit: str) -> None:
+        verb = "exceeds" if over else "is within"
+        (fired if over else calm).append(f"{signal}: {what} {verb} {limit}")
+
+    if "rmse" in signals:
+        limit = threshold_ratio * champion.mean_rmse
+        check(
+            "rmse",
+            champion.rmse > limit,
             f"champion v{champion.version} RMSE {champion.rmse:.3f} on commit "
-            f"{champion.commit_id[:12]} exceeds {threshold_ratio:g} x mean-predictor RMSE "
-            f"{champion.mean_rmse:.3f} = {limit:.3f}",
+            f"{champion.commit_id[:12]}",
+            f"{threshold_ratio:g} x mean-predictor RMSE {champion.mean_rmse:.3f} = {limit:.3f}",
         )
-    return Decision(
-        False,
-        f"champion v{champion.version} RMSE {champion.rmse:.3f} is within {threshold_ratio:g} x "
-        f"mean-predictor RMSE {champion.mean_rmse:.3f} = {limit:.3f}",
-    )
+    if "estimated_rmse" in signals and drift is not None and drift.rmse_limit is not None:
+        check(
+            "estimated_rmse",
+            drift.estimated_rmse > drift.rmse_limit,
+            f"estimated RMSE {drift.estimated_rmse:.3f}",
+            f"the limit {drift.rmse_limit:.3f}",
+        )
+    if "drift" in signals and drift is not None:
+        if drift.alert:
+            fired.append(
+                "drift: the month's verdict is an alert (" + "; ".join(drift.reasons) + ")"
+            )
+        else:
+            calm.append("drift: no alert")
+    if fired:
+        return Decision(True, " | ".join(fired))
+    checked = " | ".join(calm) or f"no signal to check (signals {list(signals)}, no drift run)"
+    return Decision(False, checked)
 
 
 def should_promote(champion: EvalResult | None, challenger: EvalResult) -> Decision:

@@ -9,14 +9,14 @@ DAG task / function    library
 =====================  ==========================================================
 ``sample``             :func:`pawpaw.versioning.commit_sample`
 ``evaluate_champion``  :func:`pawpaw.evaluation.evaluate` (the ``champion`` alias)
+``has_reference``      :func:`pawpaw.registry.training_commit` (the champion's baseline)
+``drift``              :func:`pawpaw.drift.measure_drift`
 ``needs_training``     :func:`pawpaw.decisions.needs_training`
 ``train_challenger``   :func:`pawpaw.train.train`
 ``evaluate_challenger`` :func:`pawpaw.evaluation.evaluate` (the new version)
 ``should_promote``     :func:`pawpaw.decisions.should_promote`
 ``promote``            :func:`pawpaw.registry.promote`
 ``export``             :func:`pawpaw.export.export_champion`
-``has_reference``      :func:`pawpaw.evaluation.previous_evaluated_commit`
-``drift``              :func:`pawpaw.drift.measure_drift`
 =====================  ==========================================================
 """
 
@@ -82,7 +82,7 @@ def sample(
     )
     key = sample_key(pool_path, spec, month=month)
     result = versioning.commit_sample(settings, data, spec, key=key, progress=True)
-    return {"commit_id": result.commit_id, "created": result.created, "key": key}
+    return {"commit_id": result.commit_id, "created": result.created, "key": key, "month": month}
 
 
 def _evaluated(result: EvalResult | None) -> dict[str, Any]:
@@ -106,13 +106,22 @@ def evaluate_champion(settings: Settings, commit_id: str) -> dict[str, Any]:
 
 
 def needs_training(
-    champion_eval: dict[str, Any], *, threshold_ratio: float, force: bool
+    champion_eval: dict[str, Any],
+    drift_result: dict[str, Any] | None,
+    *,
+    threshold_ratio: float,
+    force: bool,
+    signals: list[str] | tuple[str, ...],
 ) -> tuple[bool, str]:
-    """Retrain? (yes/no, the reason)."""
+    """Retrain? (yes/no, the reason). ``drift_result`` is None when drift did not run."""
     from pawpaw import decisions
 
     decision = decisions.needs_training(
-        _result(champion_eval), threshold_ratio=threshold_ratio, force=force
+        _result(champion_eval),
+        threshold_ratio=threshold_ratio,
+        force=force,
+        drift=None if drift_result is None else decisions.DriftSignal.from_dict(drift_result),
+        signals=tuple(signals),
     )
     return decision.value, decision.reason
 
@@ -158,48 +167,85 @@ def export(settings: Settings) -> dict[str, Any]:
     return {"version": result.version, "model": result.model_tag, "bento": result.bento_tag}
 
 
-def has_reference(settings: Settings, commit_id: str) -> str | None:
-    """The drift reference: the newest evaluated sample commit before this one (or None)."""
-    from pawpaw.evaluation import previous_evaluated_commit
+def _served(settings: Settings, champion_eval: dict[str, Any]) -> EvalResult | None:
+    """The model that served the month: the champion at the start of its first run. A rerun
+    after a promotion finds the version that measured the month before (its drift rows are
+    stored) and keeps measuring with it, so rerunning replaces those rows instead of adding a
+    second model's view."""
+    from pawpaw import evaluation
+    from pawpaw.drift.store import served_versions
 
-    return previous_evaluated_commit(settings, commit_id)
+    champion = _result(champion_eval)
+    if champion is None:
+        return None
+    earlier = served_versions(settings, champion.commit_id)
+    if not earlier or champion.version in earlier:
+        return champion
+    return evaluation.evaluate(settings, champion.commit_id, version=earlier[-1])
 
 
-def drift(settings: Settings, commit_id: str) -> dict[str, Any]:
-    """NannyML drift of the champion's predictions and image statistics vs the reference."""
+def has_reference(settings: Settings, commit_id: str, champion_eval: dict[str, Any]) -> str | None:
+    """The drift reference: the commit the model that served this month was trained on (its
+    test split is that model's baseline), or None when there is no champion or it was trained
+    on this very commit (nothing to compare)."""
+    from pawpaw.registry import training_commit
+
+    served = _served(settings, champion_eval)
+    if served is None:
+        return None
+    reference = training_commit(settings, served.version)
+    return None if reference == served.commit_id else reference
+
+
+def drift(
+    settings: Settings,
+    commit_id: str,
+    champion_eval: dict[str, Any],
+    *,
+    month: str,
+    threshold_ratio: float,
+    reference_commit: str | None = None,
+) -> dict[str, Any]:
+    """The month's drift verdict and estimated RMSE for the champion that served it, against
+    that champion's baseline (or ``reference_commit``'s test split, scored by the same model);
+    ``month`` (YYYY-MM) is the DAG run's logical month. Rerunning replaces the stored rows."""
     from pawpaw import evaluation, versioning
-    from pawpaw.data import image_stats
     from pawpaw.drift import measure_drift
+    from pawpaw.drift.frames import drift_frame
     from pawpaw.tracking import mlflow_client
 
-    reference_commit = has_reference(settings, commit_id)
-    if reference_commit is None:
-        raise ValueError(f"no evaluated commit before {commit_id}: nothing to compare with")
-    champion = evaluation.evaluate(settings, commit_id)
-    if champion is None:
-        raise ValueError("there is no champion model: drift needs one")
-    version = str(champion.version)
-    evaluation.evaluate(settings, reference_commit, version=version)  # cached when it exists
-
-    frames, times = {}, {}
-    for name, commit in (("reference", reference_commit), ("analysis", commit_id)):
-        predictions = evaluation.load_predictions(settings, version, commit)
-        stats = image_stats.describe_images(versioning.load_split(settings, commit, "test"))
-        frames[name] = predictions.merge(stats, on="Id", validate="one_to_one")
-        times[name] = versioning.commit_time(settings, commit)
-
+    champion = _served(settings, champion_eval)
+    reference_commit = reference_commit or has_reference(settings, commit_id, champion_eval)
+    if champion is None or reference_commit is None:
+        raise ValueError(f"commit {commit_id}: no champion trained on another commit to measure")
+    if reference_commit == champion.commit_id:
+        raise ValueError(f"commit {commit_id} cannot be its own drift reference")
+    version = champion.version
+    # The champion's evaluation on its own training commit: normally stored at promotion.
+    baseline = evaluation.evaluate(settings, reference_commit, version=version)
+    assert baseline is not None  # an explicit version always evaluates (or raises)
+    frames = {
+        commit: drift_frame(
+            settings,
+            versioning.load_split(settings, commit, "test"),
+            evaluation.load_predictions(settings, version, commit),
+            progress=True,
+        )
+        for commit in (reference_commit, champion.commit_id)
+    }
     # The embedded profile's "dashboard": NannyML's plots, kept with the champion's evaluation.
     report = settings.data_dir / "reports" / f"drift-{commit_id[:12]}-v{version}.html"
     result = measure_drift(
         settings,
-        reference=frames["reference"],
-        analysis=frames["analysis"],
+        reference=frames[reference_commit],
+        analysis=frames[champion.commit_id],
         reference_commit=reference_commit,
-        analysis_commit=commit_id,
+        analysis_commit=champion.commit_id,
         model_version=version,
-        reference_time=times["reference"],
-        analysis_time=times["analysis"],
+        month=month,
+        rmse_limit=threshold_ratio * baseline.mean_rmse,
         report_path=report,
+        progress=True,
     )
     mlflow_client(settings).log_artifact(champion.run_id, str(report), "drift")
     return result.to_dict()

@@ -48,19 +48,26 @@ def test_flow_shape(dagbag) -> None:
     down = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert down["sample"] == ["drift", "evaluate_challenger", "evaluate_champion", "has_reference",
                               "train_challenger"]  # fmt: skip
+    # Drift is measured with the champion that served the month, before anything can change it.
+    assert down["evaluate_champion"] == ["drift", "has_reference", "needs_training",
+                                         "should_promote"]  # fmt: skip
+    assert down["has_reference"] == ["drift", "no_reference"]
+    assert down["drift"] == ["needs_training"]
+    assert down["no_reference"] == ["needs_training"]
     assert down["needs_training"] == ["skip_training", "train_challenger"]
     assert down["should_promote"] == ["keep_champion", "promote"]
     assert down["promote"] == ["export"]
-    assert down["has_reference"] == ["drift", "no_reference"]
+    assert sorted(t.task_id for t in dag.get_task("done").upstream_list) == [
+        "export", "keep_champion", "skip_training"]  # fmt: skip
     # Joins after a branch must not inherit the default all_success (they'd be skipped).
-    for join in ("has_reference", "done"):
+    for join in ("needs_training", "done"):
         assert dag.get_task(join).trigger_rule == "none_failed_min_one_success"
 
 
 def test_every_run_time_choice_is_a_typed_param(dagbag) -> None:
     params = dagbag.dags["pawpularity_monthly"].params
     expected = {"pool", "sample_size", "seed", "bias", "threshold_ratio", "force_retrain",
-                "train_mode"}  # fmt: skip
+                "train_mode", "retrain_on"}  # fmt: skip
     assert set(params.keys()) == expected
     for name in expected:
         param = params.get_param(name)
@@ -70,3 +77,6 @@ def test_every_run_time_choice_is_a_typed_param(dagbag) -> None:
         params.get_param("sample_size").resolve(value=3)
     with pytest.raises(Exception):  # noqa: B017  (airflow's ParamValidationError)
         params.get_param("train_mode").resolve(value="bogus")
+    with pytest.raises(Exception, match="bogus"):
+        params.get_param("retrain_on").resolve(value=["rmse", "bogus"])
+    assert params.get_param("retrain_on").resolve(value=["drift"]) == ["drift"]

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.e2e
 SKIPPED, SUCCESS = "skipped", "success"
 # The default retrain threshold, as the trigger form offers it.
 THRESHOLD = Settings.model_fields["retrain_threshold_ratio"].default
-DECIDE_DEFAULTS = {"threshold_ratio": THRESHOLD, "force_retrain": False, "bias": {}}
+SIGNALS = list(Settings.model_fields["retrain_on"].default)
+DECIDE_DEFAULTS = {"threshold_ratio": THRESHOLD, "force_retrain": False, "bias": {},
+                   "retrain_on": SIGNALS}  # fmt: skip
 
 
 def _month(m: int) -> datetime:
@@ -120,6 +122,12 @@ def _side_effects(env) -> dict:
         rows = (
             conn.execute(sa.text("SELECT count(*) FROM drift_metrics")).scalar() if has_table else 0
         )
+        runs = (
+            [tuple(r) for r in conn.execute(sa.text(
+                "SELECT analysis_commit, reference_commit, model_version, month, alert, reasons "
+                "FROM drift_runs ORDER BY month"))]
+            if has_table else []
+        )  # fmt: skip
     import bentoml
 
     ours = {"registered_model": settings.registered_model}
@@ -128,6 +136,7 @@ def _side_effects(env) -> dict:
         "versions": sorted(int(mv.version) for mv in versions),
         "aliases": aliases,
         "drift_rows": rows,
+        "drift_runs": runs,
         "bentos": sorted(
             str(b.tag) for b in bentoml.bentos.list() if ours.items() <= b.info.labels.items()
         ),
@@ -151,7 +160,9 @@ def _exports(settings) -> dict:
     return by_version
 
 
-def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool) -> None:
+def test_three_months_and_an_idempotent_rerun(
+    run_month, pipeline_env, star_pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Month 1: no champion -> train, promote, export; no earlier month -> drift skipped.
     s1 = run_month(10)
     assert {
@@ -166,8 +177,10 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool
     assert fx1["drift_rows"] == 0
     assert len(fx1["bentos"]) == 1 and len(fx1["bento_models"]) == 1
 
-    # Month 2: a lenient threshold keeps the champion; drift against month 1 is computed.
-    s2 = run_month(11, threshold_ratio=2.0)
+    # Month 2: a lenient threshold keeps the champion; drift against month 1 (the champion's
+    # training commit) is computed before the decision. Its verdict on 40 test rows is not what
+    # this step is about: only the RMSE signals count here.
+    s2 = run_month(11, threshold_ratio=2.0, retrain_on=["rmse", "estimated_rmse"])
     assert s2["skip_training"] == SUCCESS
     assert {s2[k] for k in ("train_challenger", "evaluate_challenger", "promote", "export")} == {
         SKIPPED
@@ -177,9 +190,11 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool
     assert len(fx2["commits"]) == len(fx1["commits"]) + 1  # one new sample commit
     assert fx2["versions"] == [1]
     assert fx2["drift_rows"] > 0
+    commit1, commit2 = fx1["commits"][0], fx2["commits"][0]
+    assert [r[:4] for r in fx2["drift_runs"]] == [(commit2, commit1, "1", datetime(2026, 11, 1))]
 
     # Rerun month 2 at once: same commit, no new model version, drift rows replaced.
-    again = run_month(11, threshold_ratio=2.0)
+    again = run_month(11, threshold_ratio=2.0, retrain_on=["rmse", "estimated_rmse"])
     assert again == s2
     assert _side_effects(pipeline_env) == fx2
 
@@ -198,6 +213,12 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool
     assert (fx3["aliases"]["champion"], fx3["aliases"]["previous"]) == ("2", "1")
     assert "challenger" not in fx3["aliases"]
     assert fx3["drift_rows"] > fx2["drift_rows"]
+    # Measured with the champion that served month 3 (v1, before the promotion), against its
+    # baseline: the stars' scores are a drift of the label, which the verdict names.
+    commit3 = fx3["commits"][0]
+    month3 = fx3["drift_runs"][-1]
+    assert month3[:5] == (commit3, commit1, "1", datetime(2026, 12, 1), True)
+    assert "Pawpularity (kolmogorov_smirnov" in month3[5]
 
     # The decisions were the data's, by a clear margin (stored evaluations, not recomputed).
     import bentoml
@@ -209,7 +230,6 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool
 
     get_settings.cache_clear()
     settings = pipeline_settings()
-    commit3 = fx3["commits"][0]
     old = evaluation.evaluate(settings, commit3, version="1", progress=False)
     new = evaluation.evaluate(settings, commit3, version="2", progress=False)
     assert old.rmse > max(THRESHOLD, 1.0) * old.mean_rmse, old.summary()  # worse than the mean
@@ -235,8 +255,32 @@ def test_three_months_and_an_idempotent_rerun(run_month, pipeline_env, star_pool
     pin = json.loads(Path(bento.path, "src", "champion.json").read_text())
     assert pin["model_tag"] == model
 
-    # Rerun month 2 after month 3 (the champion may have changed meanwhile): still no new
-    # commit, model version, bento or drift row; month 2's drift rows are replaced.
-    late = run_month(11, threshold_ratio=2.0)
+    # Rerun month 2 after month 3 (the champion changed meanwhile): still no new commit, model
+    # version, bento or drift row; month 2 is measured again by the model that served it (v1),
+    # so its drift rows are replaced.
+    late = run_month(11, threshold_ratio=2.0, retrain_on=["rmse", "estimated_rmse"])
     assert late["skip_training"] == SUCCESS and late["drift"] == SUCCESS
+    assert _side_effects(pipeline_env) == fx3
+
+    # The CLI measures a month the same way: month 2 with the model that served it (v1),
+    # against v1's baseline; its rows are replaced (nothing added), the JSON names the verdict.
+    from typer.testing import CliRunner
+
+    from pawpaw.cli import app
+
+    # The CLI reads PAWPAW_* settings; the tasks found the same stores through Connections.
+    monkeypatch.setenv("PAWPAW_MLFLOW_TRACKING_URI", settings.tracking_uri)
+    for name in ("lakefs_endpoint", "lakefs_access_key_id", "lakefs_repo"):
+        monkeypatch.setenv(f"PAWPAW_{name.upper()}", str(getattr(settings, name)))
+    monkeypatch.setenv(
+        "PAWPAW_LAKEFS_SECRET_ACCESS_KEY", settings.lakefs_secret_access_key.get_secret_value()
+    )
+    get_settings.cache_clear()
+    cli = CliRunner().invoke(app, ["drift", "measure", "--commit", commit2, "--json"])
+    assert cli.exit_code == 0, cli.output
+    measured = json.loads(cli.stdout)
+    assert (measured["analysis_commit"], measured["reference_commit"]) == (commit2, commit1)
+    assert (measured["model_version"], measured["month"]) == ("1", "2026-11")  # as stored
+    assert {"alert", "reasons", "estimated_rmse", "rmse_analysis", "tests"} <= set(measured)
+    assert len(measured["tests"]) > 20
     assert _side_effects(pipeline_env) == fx3

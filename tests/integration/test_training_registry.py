@@ -227,14 +227,9 @@ def test_evaluation_is_stored_once_per_version_and_commit(
     rmse = float(np.sqrt(np.mean((preds["prediction"] - preds[TARGET]) ** 2)))
     assert rmse == pytest.approx(first.rmse)
 
-    assert evaluation.previous_evaluated_commit(st, commit) is None
     later = _commit(st, pool, key="2026-02", seed=4)
     evaluation.evaluate(st, later, progress=False)
     assert len(calls) == 2
-    assert evaluation.previous_evaluated_commit(st, later) == commit
-    # By lakeFS history, not by evaluation order: `later` was evaluated last, yet the older
-    # month has no predecessor.
-    assert evaluation.previous_evaluated_commit(st, commit) is None
     with pytest.raises(evaluation.EvaluationError, match="no version '9'"):
         evaluation.evaluate(st, commit, version="9", progress=False)
 

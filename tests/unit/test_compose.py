@@ -3,10 +3,12 @@
 Docker cannot run on our machines, so this holds the files to everything that can be checked
 without it: services, health checks, dependency conditions and order, profiles (and which
 cross-profile dependencies are optional), variables, mounts, where every secret comes from,
-the Airflow containers' shared settings, Grafana's provisioning and the dashboard's SQL against
-the drift tables' schema, scripts' syntax, pinned versions, and `docker compose config`.
-The stack's own scripts run in test_compose_secrets.py, test_compose_bento.py,
-test_docker_image.py and tests/integration/test_compose_scripts.py.
+the Airflow containers' shared settings, Grafana's provisioning and the SQL of its dashboard and
+alert rules against the drift tables' schema, scripts' syntax, pinned versions, and `docker
+compose config`. The stack's own scripts run in test_compose_secrets.py, test_compose_bento.py,
+test_docker_image.py and tests/integration/test_compose_scripts.py; Grafana's alerting files in
+test_grafana_provisioning.py, and its SQL against PostgreSQL in
+tests/integration/test_grafana_queries.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DOCKER = ROOT / "docker"
 DATASOURCES = DOCKER / "grafana" / "provisioning" / "datasources" / "monitoring.yaml"
 DASHBOARD_PROVIDER = DOCKER / "grafana" / "provisioning" / "dashboards" / "pawpaw.yaml"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "pawpaw-drift.json"
+ALERTING = DOCKER / "grafana" / "provisioning" / "alerting"
 AIRFLOW_DOCKERFILE = DOCKER / "airflow" / "Dockerfile"
 SECRETS_INIT = DOCKER / "secrets" / "secrets-init.sh"
 SECRETS_MOUNT = "/run/pawpaw-secrets"
@@ -77,13 +80,26 @@ ALL_PROFILES = sorted(set().union(*PROFILES.values()))
 EXECUTION_API_URL = "http://airflow-apiserver:8080/execution/"
 DATASOURCE_UID = "pawpaw-monitoring"
 
-# What the drift step writes (the dashboard may query nothing else).
+# What the drift step writes (include/pawpaw/drift/store.py; Grafana may query nothing else).
+_DRIFT_KEY = {"analysis_commit", "reference_commit", "model_version", "month"}
 DRIFT_TABLES: dict[str, set[str]] = {
-    "drift_metrics": {
-        "analysis_commit",
-        "reference_commit",
-        "model_version",
-        "period",
+    "drift_runs": _DRIFT_KEY
+    | {
+        "n_reference",
+        "n_analysis",
+        "alert",
+        "reasons",
+        "rmse_reference",
+        "rmse_analysis",
+        "mae_analysis",
+        "estimated_rmse",
+        "estimated_mae",
+        "estimate_error",
+        "rmse_limit",
+    },
+    "drift_tests": _DRIFT_KEY | {"method", "column_name", "statistic", "p_value", "alpha", "alert"},
+    "drift_metrics": _DRIFT_KEY
+    | {
         "chunk_index",
         "chunk_start",
         "chunk_end",
@@ -95,35 +111,26 @@ DRIFT_TABLES: dict[str, set[str]] = {
         "upper_threshold",
         "alert",
     },
-    "drift_runs": {
-        "analysis_commit",
-        "reference_commit",
-        "model_version",
-        "timestamp",
-        "n_reference",
-        "n_analysis",
-        "n_alerts",
-        "drifted_columns",
-        "rmse_reference",
-        "rmse_analysis",
-    },
 }
-# Values of drift_metrics.period / metric / column_name that SQL may compare against.
+# Values of method / metric / column_name that SQL may compare against.
 DRIFT_VALUES = {
-    "reference",
-    "analysis",
-    "performance",
-    "prediction",
-    "jensen_shannon",
     "kolmogorov_smirnov",
+    "chi2",
+    "data_reconstruction",
+    "domain_classifier",
+    "embeddings",
+    "performance",
+    "reconstruction_error",
     "rmse",
     "mae",
+    "estimated_rmse",
+    "estimated_mae",
 }
 # Plain SQL that the dashboard may use besides the drift tables' names.
 _SQL_WORDS = frozenset(
     """select from where and or not in is null as order by desc asc limit offset with join left
     inner using on group having distinct count max min avg sum between true false case when
-    then else end coalesce""".split()  # noqa: SIM905 (a word list reads better as text)
+    then else end coalesce nullif to_char""".split()  # noqa: SIM905 (reads better as text)
 )
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 _SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$|ACCESS_KEY_ID")
@@ -837,13 +844,33 @@ def _dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
-def _dashboard_sql() -> list[tuple[str, str]]:
+@cache
+def _alert_rules() -> list[dict[str, Any]]:
+    rules = []
+    for path in sorted(ALERTING.glob("*.yaml")):
+        rules += [r for g in yaml.safe_load(path.read_text()).get("groups", []) for r in g["rules"]]
+    return rules
+
+
+def _grafana_sql() -> list[tuple[str, str]]:
+    """(where, rawSql) of every query Grafana sends to the monitoring database."""
     sql = [
         (panel["title"], target["rawSql"])
         for panel in _dashboard()["panels"]
         for target in panel.get("targets", [])
     ]
     sql += [(f"${v['name']}", v["query"]) for v in _dashboard()["templating"]["list"]]
+    sql += [
+        (f"annotation {a['name']}", a["target"]["rawSql"])
+        for a in _dashboard()["annotations"]["list"]
+        if a["datasource"]["uid"] == DATASOURCE_UID
+    ]
+    sql += [
+        (f"rule {r['uid']}", q["model"]["rawSql"])
+        for r in _alert_rules()
+        for q in r["data"]
+        if q["datasourceUid"] == DATASOURCE_UID
+    ]
     return sql
 
 
@@ -851,7 +878,7 @@ def test_dashboard_is_well_formed():
     dash = _dashboard()
     assert dash["uid"] == "pawpaw-drift"
     ids = [p["id"] for p in dash["panels"]]
-    assert len(ids) == len(set(ids)) >= 5
+    assert len(ids) == len(set(ids)) >= 7
     for panel in dash["panels"]:
         assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
         assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
@@ -862,8 +889,16 @@ def test_dashboard_is_well_formed():
             assert target["format"] in {"table", "time_series"}
             if target["format"] == "time_series":
                 assert re.search(r'\bAS "time"', target["rawSql"]), panel["title"]
+            # The time axis is the analysed month; every panel follows the version picker.
+            assert re.search(r"\$__timeFilter\((\w+\.)?month\)", target["rawSql"]), panel["title"]
+            assert "IN ($model_version)" in target["rawSql"], panel["title"]
     for var in dash["templating"]["list"]:
         assert var["datasource"]["uid"] == DATASOURCE_UID
+        assert var["type"] == "query" and var["multi"] and var["includeAll"], var["name"]
+    assert dash["templating"]["list"][0]["name"] == "model_version"
+    for note in dash["annotations"]["list"]:
+        if not note.get("builtIn"):
+            assert note["datasource"]["uid"] == DATASOURCE_UID and note["enable"]
 
 
 def test_dashboard_shows_what_the_brief_asks_for():
@@ -872,11 +907,20 @@ def test_dashboard_shows_what_the_brief_asks_for():
         by_type.setdefault(panel["type"], []).append(
             " ".join(t["rawSql"] for t in panel["targets"])
         )
-    series = " ".join(by_type["timeseries"])
-    assert "column_name" in series and "upper_threshold" in series  # drift + thresholds
-    assert any("n_alerts" in sql for sql in by_type["barchart"])  # alerts per run
-    assert any("rmse_reference" in s and "rmse_analysis" in s for s in by_type["barchart"])
-    assert any("alert" in s and "column_name" in s for s in by_type["table"])  # drifted columns
+    # The month verdict: the latest month's alert and reasons.
+    assert any("r.alert" in s and "r.reasons" in s and "LIMIT 1" in s for s in by_type["stat"])
+    assert any("r.alert" in s for s in by_type["state-timeline"])  # the verdict per month
+    series = by_type["timeseries"]
+    realized_vs_estimated = ("rmse_analysis", "estimated_rmse", "rmse_limit")
+    assert any(all(c in s for c in realized_vs_estimated) for s in series)
+    assert any("estimate_error" in s for s in series)
+    assert any("drift_metrics" in s and "upper_threshold" in s for s in series)  # chunks
+    tests_columns = ("t.method", "t.column_name", "t.statistic", "t.p_value", "t.alpha", "t.alert")
+    assert any(all(c in s for c in tests_columns) for s in by_type["table"])
+    assert any("FROM drift_runs" in s and "r.reasons" in s for s in by_type["table"])  # runs
+    # Promotions: the first month each model version appears.
+    (promotions,) = [s for w, s in _grafana_sql() if w.startswith("annotation")]
+    assert "min(r.month)" in promotions and "GROUP BY r.model_version" in promotions
 
 
 def _sql_problems(sql: str) -> list[str]:
@@ -924,6 +968,6 @@ def test_sql_checker_catches_mistakes():
     assert _sql_problems("SELECT m.valu FROM drift_metrics AS m")
 
 
-@pytest.mark.parametrize(("title", "sql"), _dashboard_sql(), ids=[t for t, _ in _dashboard_sql()])
-def test_dashboard_sql_references_only_the_drift_tables(title: str, sql: str):
+@pytest.mark.parametrize(("title", "sql"), _grafana_sql(), ids=[t for t, _ in _grafana_sql()])
+def test_grafana_sql_references_only_the_drift_tables(title: str, sql: str):
     assert not _sql_problems(sql), f"{title}: {_sql_problems(sql)}"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pawpaw.decisions import Decision, EvalResult, needs_training, should_promote
+from pawpaw.decisions import Decision, DriftSignal, EvalResult, needs_training, should_promote
 from pawpaw.evaluation import _metrics
 
 pytestmark = pytest.mark.unit
@@ -25,6 +25,41 @@ def _eval(version: str, rmse: float, *, commit: str = "c1", mean_rmse: float = 2
         n_test=100,
         run_id=f"run-{version}",
     )
+
+
+def _drift(alert: bool, estimated: float, limit: float | None = 19.0) -> DriftSignal:
+    return DriftSignal(alert, ("Blur (chi2 200, p=1e-40)",) if alert else (), estimated, limit)
+
+
+def test_needs_training_on_drift_signals_says_which_fired() -> None:
+    good = _eval("1", 15.0)  # within 0.95 x 20 = 19
+    calm = needs_training(good, threshold_ratio=0.95, drift=_drift(False, 16.0))
+    assert not calm
+    assert "rmse: " in calm.reason and "estimated_rmse: " in calm.reason
+    assert "drift: no alert" in calm.reason
+    alert = needs_training(good, threshold_ratio=0.95, drift=_drift(True, 16.0))
+    assert alert and alert.reason.startswith("drift: ") and "Blur" in alert.reason
+    estimated = needs_training(good, threshold_ratio=0.95, drift=_drift(False, 19.5))
+    assert estimated and estimated.reason.startswith("estimated_rmse: estimated RMSE 19.500")
+    both = needs_training(_eval("1", 19.5), threshold_ratio=0.95, drift=_drift(True, 19.5))
+    assert [part.split(":")[0] for part in both.reason.split(" | ")] == [
+        "rmse", "estimated_rmse", "drift"]  # fmt: skip
+    # The Param chooses which signals count: a drift alert alone is ignored without "drift".
+    assert not needs_training(
+        good, threshold_ratio=0.95, drift=_drift(True, 19.5), signals=("rmse",)
+    )
+    assert needs_training(_eval("1", 15.0), threshold_ratio=0.95, drift=_drift(True, 1.0),
+                          signals=["drift"])  # fmt: skip
+    # No drift run (first month, no reference): only the realized RMSE can fire.
+    assert not needs_training(good, threshold_ratio=0.95, drift=None, signals=["drift"])
+    with pytest.raises(ValueError, match="unknown retrain signal"):
+        needs_training(good, threshold_ratio=0.95, signals=["vibes"])
+
+
+def test_drift_signal_reads_a_drift_result() -> None:
+    data = {"alert": True, "reasons": ["a", "b"], "estimated_rmse": 18.0, "rmse_limit": None,
+            "month": "2026-02"}  # fmt: skip
+    assert DriftSignal.from_dict(data) == DriftSignal(True, ("a", "b"), 18.0, None)
 
 
 def test_needs_training_uses_the_ratio_to_the_mean_predictor() -> None:

@@ -23,3 +23,4 @@ app = typer.Typer(
 )
 for _area in (data, model, ops, stack):  # in pipeline order, as `pawpaw --help` lists them
     app.registered_commands.extend(_area.app.registered_commands)
+    app.registered_groups.extend(_area.app.registered_groups)

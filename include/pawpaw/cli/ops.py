@@ -65,11 +65,21 @@ def serve_command(
 # --- drift: the drift runs stored by the pipeline's drift step (pawpaw.drift) ---------------
 
 
-@app.command("drift")
+drift_app = typer.Typer(
+    invoke_without_command=True,
+    help="Drift runs: list them (no subcommand) or measure a month (`measure`).",
+)
+app.add_typer(drift_app, name="drift")
+
+
+@drift_app.callback()
 def drift_command(
+    ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show the latest N runs."),
 ) -> None:
-    """Print the drift runs (one per analysis and reference commit; the model that measured)."""
+    """Print the drift runs (one per month, reference and model version), or run a subcommand."""
+    if ctx.invoked_subcommand is not None:
+        return
     import sqlalchemy as sa
     from rich.console import Console
     from rich.table import Table
@@ -91,20 +101,88 @@ def drift_command(
         console.print(f"no drift runs in {where}", highlight=False)
         return
     table = Table(title=f"drift runs ({len(runs)} in {where})")
-    for name in ("time", "analysis", "reference", "model", "rows", "alerts", "RMSE", "drifted"):
-        table.add_column(name, justify="right" if name in ("rows", "alerts") else "left")
+    for name in ("month", "analysis", "reference", "model", "rows", "verdict", "RMSE est/real"):
+        table.add_column(name, justify="right" if name == "rows" else "left")
     for run in runs.tail(limit).itertuples(index=False):
         table.add_row(
-            f"{run.timestamp:%Y-%m-%d %H:%M}",
+            f"{run.month:%Y-%m}",
             run.analysis_commit[:12],
             run.reference_commit[:12],
             run.model_version,
             f"{run.n_reference} / {run.n_analysis}",
-            str(run.n_alerts),
-            f"{run.rmse_reference:.2f} -> {run.rmse_analysis:.2f}",
-            run.drifted_columns.replace(",", ", ") or "-",
+            f"ALERT: {run.reasons}" if run.alert else "calm",
+            f"{run.estimated_rmse:.2f} / {run.rmse_analysis:.2f}",
         )
     console.print(table)
+
+
+def _stored_month(settings, commit_id: str) -> str | None:
+    """The month a stored drift run of ``commit_id`` put it on (a re-measure keeps it)."""
+    from pawpaw.drift import read_drift_runs
+
+    runs = read_drift_runs(settings)
+    months = runs.loc[runs.analysis_commit == commit_id, "month"]
+    return f"{months.iloc[0]:%Y-%m}" if len(months) else None
+
+
+@drift_app.command("measure")
+def drift_measure_command(
+    commit: str = typer.Option(..., "--commit", help="The month's sample commit (lakeFS)."),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="Reference commit (default: the commit the champion was trained on).",
+    ),
+    month: str | None = typer.Option(
+        None,
+        "--month",
+        help="YYYY-MM on the time axis (default: as stored, else the month of the commit).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Measure one month with the champion (stored; a rerun replaces its rows) and print the
+    verdict: alert, reasons, estimated and realized RMSE, every month-level test."""
+    import json
+
+    from pawpaw import evaluation, pipeline, versioning
+    from pawpaw.cli.common import current_settings, model_errors, one_line
+    from pawpaw.drift import DriftError
+
+    settings = current_settings()
+    try:
+        champion = evaluation.evaluate(settings, commit, progress=not as_json)
+        if champion is None:
+            raise fail(f"model {settings.registered_model!r} has no champion: nothing measured")
+        when = month or _stored_month(settings, champion.commit_id)
+        when = when or f"{versioning.commit_time(settings, champion.commit_id):%Y-%m}"
+        result = pipeline.drift(
+            settings,
+            champion.commit_id,
+            {"evaluation": champion.to_dict()},
+            month=when,
+            threshold_ratio=settings.retrain_threshold_ratio,
+            reference_commit=reference,
+        )
+    except (*model_errors(), DriftError, ValueError) as exc:
+        raise fail(one_line(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"month {result['month']}, model v{result['model_version']}: "
+        + (f"ALERT: {'; '.join(result['reasons'])}" if result["alert"] else "no alert")
+    )
+    typer.echo(
+        f"RMSE estimated {result['estimated_rmse']:.2f}, realized "
+        f"{result['rmse_analysis']:.2f} ({result['estimate_error']:.0%} apart), "
+        f"reference {result['rmse_reference']:.2f}, retrain limit {result['rmse_limit']:.2f}"
+    )
+    for test in sorted(result["tests"], key=lambda t: t["p_value"]):
+        mark = "ALERT" if test["alert"] else ""
+        typer.echo(
+            f"  {test['column']:>16s} {test['method']:>19s} {test['statistic']:9.4g} "
+            f"p={test['p_value']:.3g} (level {test['alpha']:.3g}) {mark}"
+        )
 
 
 # --- demo: the embedded quick start, end to end (pawpaw.demo) -------------------------------

@@ -1,23 +1,20 @@
-"""The measurement itself: NannyML's calculators, the threshold calibration, the long rows.
+"""NannyML's calculators on one month: the embedding tests, estimated performance, the chunks.
 
-Measured, in chunks of ``size`` rows (several per split, so thresholds exist):
+Month level (the verdict and the stored estimate):
 
-- univariate drift of ``prediction`` and every ``STAT_COLUMNS`` feature, with Jensen-Shannon
-  distance and the Kolmogorov-Smirnov statistic (``UnivariateDriftCalculator``);
-- realized performance, RMSE and MAE (``PerformanceCalculator``; we have labels).
+- ``data_reconstruction``: ``DataReconstructionDriftCalculator`` fitted on a random half of the
+  reference; its mean reconstruction error on the other half and on the month are compared with
+  a one-sided z-test on NannyML's sampling errors (both halves are out of sample, so a calm month
+  gives a uniform p-value; fitting on the whole reference would bias the baseline low);
+- ``domain_classifier``: ``DomainClassifierCalculator`` (cross-validated LightGBM telling the
+  month from the reference); its AUROC is tested against 0.5 with the Mann-Whitney standard
+  error sqrt((n1 + n2 + 1) / (12 n1 n2));
+- estimated RMSE and MAE: ``DLE`` fitted on the reference (features + prediction -> loss),
+  applied to the month without its labels.
 
-One deliberate change to NannyML's drift thresholds: NannyML scores each reference chunk
-against the whole reference, which contains that chunk, so reference values come out
-biased low and a fresh sample of the same population alerts often (measured here: 19 % of
-checks with five reference chunks). We score every reference chunk against the rest of the
-reference instead (leave one chunk out), add ``_CALIBRATION_DRAWS`` random held-out chunks,
-and set each threshold to NannyML's default rule, mean + 3 std, over those honest values
-(false alerts then about 1 % of checks). The stored reference values are the held-out ones,
-so the plot, the rows and the thresholds agree.
-
-Chunk times: NannyML chunks here by size, not time. For the dashboard each period's chunks
-are spread evenly from its time (``reference_time`` / ``analysis_time``) over a month, or
-over the gap between the two times when that is shorter, so the periods never overlap.
+Both embedding methods see the reference's principal components plus the photo statistics.
+Chunk level (the plots): the univariate statistics, the reconstruction error, realized and
+estimated RMSE/MAE per analysis chunk; only the performance rows carry NannyML's thresholds.
 """
 
 from __future__ import annotations
@@ -26,38 +23,42 @@ import logging
 import math
 import os
 import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pawpaw.data.image_stats import STAT_COLUMNS
 from pawpaw.drift.inputs import PREDICTION, DriftError
-from pawpaw.schema import TARGET
+from pawpaw.drift.verdict import CONTINUOUS, MonthTest
+from pawpaw.schema import FLAGS, TARGET
 
 __all__ = [
-    "DRIFT_COLUMNS",
-    "METHODS",
+    "EMBEDDINGS",
     "PERFORMANCE",
     "PERFORMANCE_METRICS",
-    "calculate",
-    "drift_records",
-    "metric_rows",
-    "performance_records",
-    "period_span",
+    "chunk_records",
+    "chunk_results",
+    "estimate_month",
+    "multivariate_tests",
 ]
 
 log = logging.getLogger(__name__)
 
-PERFORMANCE = "performance"  # the column_name of realized-performance rows
-DRIFT_COLUMNS: tuple[str, ...] = (PREDICTION, *STAT_COLUMNS)
-METHODS: tuple[str, ...] = ("jensen_shannon", "kolmogorov_smirnov")
+EMBEDDINGS = "embeddings"  # the column_name of the multivariate methods' rows
+PERFORMANCE = "performance"  # the column_name of realized and estimated performance rows
 PERFORMANCE_METRICS: tuple[str, ...] = ("rmse", "mae")
-
-_CALIBRATION_DRAWS = 30
-_CALIBRATION_SEED = 20211  # fixed: the same inputs always give the same rows
-_PERIOD_SPAN = timedelta(days=30)
+_SEED = 20211  # fixed: the same inputs always give the same numbers
+# LightGBM's defaults as NannyML uses them, made quiet, single-threaded and seeded.
+_LIGHTGBM = {
+    "n_estimators": 100,
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "min_child_samples": 20,
+    "verbose": -1,
+    "random_state": _SEED,
+    "n_jobs": 1,
+}
 
 
 def _nannyml() -> Any:
@@ -68,174 +69,172 @@ def _nannyml() -> Any:
     return nannyml
 
 
-def calculate(reference: pd.DataFrame, analysis: pd.DataFrame, size: int) -> tuple[Any, Any]:
-    """NannyML drift and performance results (reference and analysis periods)."""
-    nml = _nannyml()
-    from nannyml.chunk import SizeBasedChunker
-    from nannyml.thresholds import StandardDeviationThreshold
-
-    def chunker() -> Any:
-        # 'append': the leftover rows join the last chunk instead of forming a tiny one.
-        return SizeBasedChunker(chunk_size=size, incomplete="append")
-
-    # RMSE/MAE below the usual range is good news, not an alert: upper thresholds only.
-    upper_only = {
-        m: StandardDeviationThreshold(std_lower_multiplier=None) for m in PERFORMANCE_METRICS
-    }
-    with warnings.catch_warnings():
-        # NannyML also scores the reference against itself, where Jensen-Shannon takes the
-        # square root of a rounding error below zero: noise. Real failures show up as NaN
-        # values, which _records refuses to store.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        drift = (
-            nml.UnivariateDriftCalculator(
-                column_names=list(DRIFT_COLUMNS),
-                treat_as_numerical=list(DRIFT_COLUMNS),  # width/height are integers
-                continuous_methods=list(METHODS),
-                chunker=chunker(),
-            )
-            .fit(reference)
-            .calculate(analysis)
-        )
-        log.info("drift: calibrating thresholds on held-out reference chunks")
-        _calibrate(drift, reference, size)
-        performance = (
-            nml.PerformanceCalculator(
-                problem_type="regression",
-                metrics=list(PERFORMANCE_METRICS),
-                y_true=TARGET,
-                y_pred=PREDICTION,
-                thresholds=upper_only,
-                chunker=chunker(),
-            )
-            .fit(reference)
-            .calculate(analysis)
-        )
-    return drift, performance
-
-
-# --- calibration (module docstring) ---------------------------------------------------------------
-
-
-def _calibrate(drift: Any, reference: pd.DataFrame, size: int) -> None:
-    """Replace NannyML's in-sample reference values, thresholds and alerts (module docstring)."""
-    from nannyml.thresholds import StandardDeviationThreshold
-
-    data = drift.data
-    is_reference = (data[("chunk", "chunk", "period")] == "reference").to_numpy()
-    starts = data.loc[is_reference, ("chunk", "chunk", "start_index")].astype(int)
-    ends = data.loc[is_reference, ("chunk", "chunk", "end_index")].astype(int)
-    n = len(reference)
-    rng = np.random.default_rng(_CALIBRATION_SEED)
-    held_out = [np.arange(s, e + 1) for s, e in zip(starts, ends, strict=True)]
-    held_out += [np.sort(rng.permutation(n)[:size]) for _ in range(_CALIBRATION_DRAWS)]
-    masks = []
-    for rows in held_out:
-        mask = np.zeros(n, dtype=bool)
-        mask[rows] = True
-        masks.append(mask)
-    rule = StandardDeviationThreshold(std_lower_multiplier=None)  # NannyML's default rule
-    with warnings.catch_warnings():
-        # One chunk per fit is the point here; NannyML warns that it is "too low".
-        warnings.simplefilter("ignore", UserWarning)
-        for column in DRIFT_COLUMNS:
-            for key in METHODS:
-                _calibrate_one(data, is_reference, reference[column], key, masks, rule)
-
-
-def _calibrate_one(
-    data: pd.DataFrame,
-    is_reference: np.ndarray,
-    reference: pd.Series,
-    key: str,
-    masks: list[np.ndarray],
-    rule: Any,
-) -> None:
-    """One column and method: held-out scores -> threshold -> alerts, written into ``data``."""
+def _one_chunk() -> Any:
     from nannyml.chunk import CountBasedChunker
-    from nannyml.drift.univariate.methods import FeatureType, MethodFactory
-    from nannyml.thresholds import calculate_threshold_values
 
-    column = str(reference.name)
-    values = reference.to_numpy()
-    scores, method = [], None
-    for mask in masks:
-        method = MethodFactory.create(
-            key=key,
-            feature_type=FeatureType.CONTINUOUS,
-            chunker=CountBasedChunker(chunk_number=1),
-            computation_params={},
-            threshold=rule,
+    return CountBasedChunker(chunk_number=1)
+
+
+def _by_size(size: int) -> Any:
+    from nannyml.chunk import SizeBasedChunker
+
+    # 'append': the leftover rows join the last chunk instead of forming a tiny one.
+    return SizeBasedChunker(chunk_size=size, incomplete="append")
+
+
+def _analysis(result: Any) -> pd.DataFrame:
+    return result.filter(period="analysis").to_df()
+
+
+def multivariate_tests(
+    reference: pd.DataFrame, analysis: pd.DataFrame, features: list[str]
+) -> list[MonthTest]:
+    """The month-level embedding tests (module docstring)."""
+    from scipy import stats
+
+    nml = _nannyml()
+    rng = np.random.default_rng(_SEED)
+    half = rng.permutation(len(reference)) < len(reference) // 2
+    fit_half, held_out = reference[half], reference[~half]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NannyML: "too few chunks" for one-chunk fits
+        dre = nml.DataReconstructionDriftCalculator(
+            column_names=features, chunker=_one_chunk()
+        ).fit(fit_half)
+        base = _analysis(dre.calculate(held_out))["reconstruction_error"].iloc[0]
+        month = _analysis(dre.calculate(analysis))["reconstruction_error"].iloc[0]
+        z = (month["value"] - base["value"]) / math.hypot(
+            month["sampling_error"], base["sampling_error"]
         )
-        method.fit(pd.Series(values[~mask], name=column))
-        scores.append(float(method.calculate(pd.Series(values[mask], name=column))))
-    lower, upper = calculate_threshold_values(
-        threshold=rule,
-        data=np.asarray(scores),
-        lower_threshold_value_limit=method.lower_threshold_value_limit,
-        upper_threshold_value_limit=method.upper_threshold_value_limit,
-    )
-    data.loc[is_reference, (column, key, "value")] = scores[: int(is_reference.sum())]
-    value = data[(column, key, "value")].astype(float)
-    alert = np.zeros(len(data), dtype=bool)
-    if lower is not None:
-        alert |= (value < lower).to_numpy()
-    if upper is not None:
-        alert |= (value > upper).to_numpy()
-    data[(column, key, "lower_threshold")] = lower
-    data[(column, key, "upper_threshold")] = upper
-    data[(column, key, "alert")] = alert
+        domain = nml.DomainClassifierCalculator(
+            feature_column_names=features,
+            chunker=_one_chunk(),
+            hyperparameters=_LIGHTGBM,
+        ).fit(reference)
+        auroc = float(
+            _analysis(domain.calculate(analysis))[("domain_classifier_auroc", "value")].iloc[0]
+        )
+    n1, n2 = len(reference), len(analysis)
+    se = math.sqrt((n1 + n2 + 1) / (12 * n1 * n2))
+    return [
+        MonthTest(
+            "data_reconstruction", EMBEDDINGS, float(month["value"]), float(stats.norm.sf(z))
+        ),
+        MonthTest("domain_classifier", EMBEDDINGS, auroc, float(stats.norm.sf((auroc - 0.5) / se))),
+    ]
 
 
-# --- long rows ------------------------------------------------------------------------------------
+def _dle(reference: pd.DataFrame, features: list[str], chunker: Any) -> Any:
+    nml = _nannyml()
+    return nml.DLE(
+        feature_column_names=[*features, *FLAGS],
+        y_pred=PREDICTION,
+        y_true=TARGET,
+        metrics=list(PERFORMANCE_METRICS),
+        chunker=chunker,
+        hyperparameters=_LIGHTGBM,
+    ).fit(reference)
 
 
-def drift_records(drift: Any) -> list[dict[str, Any]]:
-    """The drift results as long rows, see :func:`_records`."""
-    return _records(drift.data, [(c, m, (c, m)) for c in DRIFT_COLUMNS for m in METHODS])
+def estimate_month(
+    reference: pd.DataFrame, analysis: pd.DataFrame, features: list[str]
+) -> dict[str, float]:
+    """NannyML DLE's estimated RMSE and MAE of the whole month (its labels unused)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = _analysis(
+            _dle(reference, features, _one_chunk()).estimate(analysis.drop(columns=[TARGET]))
+        )
+    out = {f"estimated_{m}": float(data[(m, "value")].iloc[0]) for m in PERFORMANCE_METRICS}
+    if not all(math.isfinite(v) for v in out.values()):
+        raise DriftError(f"NannyML DLE gave no estimate for the month: {out}")
+    return out
 
 
-def performance_records(performance: Any) -> list[dict[str, Any]]:
-    """The realized-performance results as long rows, see :func:`_records`."""
-    data = performance.data.copy()
-    # Performance results have two column levels, drift results three: align them.
-    data.columns = pd.MultiIndex.from_tuples([(a, a, b) for a, b in data.columns])
-    return _records(data, [(PERFORMANCE, m, (m, m)) for m in PERFORMANCE_METRICS])
+def chunk_results(
+    reference: pd.DataFrame, analysis: pd.DataFrame, features: list[str], size: int
+) -> dict[str, Any]:
+    """NannyML's results per chunk of ``size`` rows: univariate, reconstruction, performance."""
+    nml = _nannyml()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        univariate = nml.UnivariateDriftCalculator(
+            column_names=[*CONTINUOUS, *FLAGS],
+            treat_as_numerical=list(CONTINUOUS),
+            treat_as_categorical=list(FLAGS),
+            continuous_methods=["kolmogorov_smirnov"],
+            categorical_methods=["chi2"],
+            chunker=_by_size(size),
+        ).fit(reference)
+        reconstruction = nml.DataReconstructionDriftCalculator(
+            column_names=features, chunker=_by_size(size)
+        ).fit(reference)
+        return {
+            "univariate": univariate.calculate(analysis),
+            "reconstruction": reconstruction.calculate(analysis),
+            "performance": _dle(reference, features, _by_size(size)).estimate(analysis),
+        }
 
 
-def _records(
-    data: pd.DataFrame, series: list[tuple[str, str, tuple[str, str]]]
+def chunk_records(
+    results: dict[str, Any], month: datetime, month_end: datetime
 ) -> list[dict[str, Any]]:
-    """Long rows (period, chunk_index, n_chunks, column_name, metric, value, thresholds, alert)."""
-    period = data[("chunk", "chunk", "period")].astype(str).to_numpy()
-    chunk_index = data[("chunk", "chunk", "chunk_index")].astype(int).to_numpy()
-    n_chunks = {p: int((period == p).sum()) for p in ("reference", "analysis")}
-    out = []
-    for column_name, metric, (level0, level1) in series:
-        for i in range(len(data)):
-            value = _float_or_none(data[(level0, level1, "value")].iloc[i])
-            if value is None:
-                # NannyML logs and swallows per-chunk failures as NaN; we refuse to store them.
-                raise DriftError(
-                    f"NannyML gave no {metric} for {column_name!r} in {period[i]} chunk "
-                    f"{chunk_index[i]} (see the log above)"
-                )
-            out.append(
-                {
-                    "period": period[i],
-                    "chunk_index": int(chunk_index[i]),
-                    "n_chunks": n_chunks[period[i]],
-                    "column_name": column_name,
-                    "metric": metric,
-                    "value": value,
-                    "lower_threshold": _float_or_none(
-                        data[(level0, level1, "lower_threshold")].iloc[i]
-                    ),
-                    "upper_threshold": _float_or_none(
-                        data[(level0, level1, "upper_threshold")].iloc[i]
-                    ),
-                    "alert": _is_true(data[(level0, level1, "alert")].iloc[i]),
-                }
+    """Long rows, one per analysis chunk, column and metric, spread evenly over the month."""
+    univariate = _analysis(results["univariate"])
+    reconstruction = _analysis(results["reconstruction"])
+    performance = _analysis(results["performance"])
+    n = len(univariate)
+    step = (month_end - month) / n
+    out: list[dict[str, Any]] = []
+
+    def add(i: int, column: str, metric: str, value: Any, lower=None, upper=None, alert=False):
+        number = _finite(value)
+        if number is None:
+            # NannyML logs and swallows per-chunk failures as NaN; we refuse to store them.
+            raise DriftError(f"NannyML gave no {metric} for {column!r} in analysis chunk {i}")
+        start = month + step * i
+        out.append(
+            {
+                "chunk_index": i,
+                "chunk_start": start,
+                "chunk_end": start + step,
+                "timestamp": start + step / 2,
+                "column_name": column,
+                "metric": metric,
+                "value": number,
+                "lower_threshold": _finite(lower),
+                "upper_threshold": _finite(upper),
+                "alert": _is_true(alert),
+            }
+        )
+
+    for i in range(n):
+        for column in CONTINUOUS:
+            add(
+                i,
+                column,
+                "kolmogorov_smirnov",
+                univariate[(column, "kolmogorov_smirnov", "value")].iloc[i],
+            )
+        for flag in FLAGS:
+            add(i, flag, "chi2", univariate[(flag, "chi2", "value")].iloc[i])
+        add(
+            i,
+            EMBEDDINGS,
+            "reconstruction_error",
+            reconstruction[("reconstruction_error", "value")].iloc[i],
+        )
+        for m in PERFORMANCE_METRICS:
+            row = performance[m].iloc[i]
+            add(i, PERFORMANCE, m, row["realized"])
+            add(
+                i,
+                PERFORMANCE,
+                f"estimated_{m}",
+                row["value"],
+                row["lower_threshold"],
+                row["upper_threshold"],
+                row["alert"],
             )
     return out
 
@@ -245,37 +244,8 @@ def _is_true(value: Any) -> bool:
     return isinstance(value, bool | np.bool_) and bool(value)
 
 
-def _float_or_none(value: Any) -> float | None:
+def _finite(value: Any) -> float | None:
     if value is None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def period_span(reference_time: datetime, analysis_time: datetime) -> timedelta:
-    """How long each period's chunks are spread over (module docstring, chunk times)."""
-    gap = analysis_time - reference_time
-    return min(_PERIOD_SPAN, gap) if gap > timedelta(0) else _PERIOD_SPAN
-
-
-def metric_rows(
-    records: list[dict[str, Any]],
-    reference_time: datetime,
-    analysis_time: datetime,
-    span: timedelta,
-) -> list[dict[str, Any]]:
-    """Records with chunk_start/chunk_end/timestamp (the chunk's midpoint) filled in."""
-    out = []
-    for record in records:
-        start_of_period = reference_time if record["period"] == "reference" else analysis_time
-        step = span / record.pop("n_chunks")
-        start = start_of_period + step * record["chunk_index"]
-        out.append(
-            {
-                **record,
-                "chunk_start": start,
-                "chunk_end": start + step,
-                "timestamp": start + step / 2,
-            }
-        )
-    return out

@@ -1,4 +1,4 @@
-"""One drift measurement, end to end: check the inputs, calculate, store, report.
+"""One drift measurement, end to end: check, project, test, estimate, store, report.
 
 Every input is checked and every number computed before the database is touched; the HTML
 report, when asked for, is written only after the rows are stored.
@@ -17,22 +17,25 @@ import pandas as pd
 
 from pawpaw.config import Settings
 from pawpaw.drift.calculate import (
-    calculate,
-    drift_records,
-    metric_rows,
-    performance_records,
-    period_span,
+    chunk_records,
+    chunk_results,
+    estimate_month,
+    multivariate_tests,
 )
+from pawpaw.drift.embeddings import component_columns, project
 from pawpaw.drift.inputs import (
+    MONITORED_STATS,
     PREDICTION,
     DriftError,
     checked_frame,
     chunk_size_for,
-    naive_utc,
+    month_start,
 )
 from pawpaw.drift.report import report_html, write_atomic
 from pawpaw.drift.store import replace_rows
-from pawpaw.metrics import rmse
+from pawpaw.drift.verdict import holm, reasons, univariate_tests
+from pawpaw.metrics import mae, rmse
+from pawpaw.progress import say
 from pawpaw.schema import TARGET
 
 __all__ = ["DriftResult", "measure_drift"]
@@ -42,25 +45,54 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DriftResult:
-    """What one :func:`measure_drift` call wrote (small and JSON-friendly: it goes through XCom)."""
+    """What one :func:`measure_drift` call found and wrote (JSON-friendly: it goes through XCom)."""
 
     analysis_commit: str
     reference_commit: str
     model_version: str
-    chunk_size: int
+    month: str  # YYYY-MM
+    alert: bool  # the month's verdict
+    reasons: tuple[str, ...]  # what alerted, smallest p-value first
     n_reference: int
     n_analysis: int
-    rows_written: int  # rows in drift_metrics for this key
-    n_alerts: int  # alerts in the analysis period, drift and performance
-    drifted_columns: tuple[str, ...]  # column_name values with an analysis alert
     rmse_reference: float
-    rmse_analysis: float
+    rmse_analysis: float  # realized
+    mae_analysis: float
+    estimated_rmse: float  # NannyML DLE, labels unused
+    estimated_mae: float
+    estimate_error: float  # |estimated - realized| / realized RMSE
+    rmse_limit: float | None  # the RMSE the pipeline retrains above (None: not given)
+    tests: tuple[dict[str, Any], ...]  # every month-level test (MonthTest.to_dict)
+    chunk_size: int
+    rows_written: int  # drift_metrics rows of this run
     report_path: str | None = None
+
+    @property
+    def estimate_misses_limit(self) -> bool:
+        return self.rmse_limit is not None and self.estimated_rmse > self.rmse_limit
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["drifted_columns"] = list(self.drifted_columns)
+        out["reasons"] = list(self.reasons)
+        out["tests"] = list(self.tests)
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftResult:
+        return cls(**{**data, "reasons": tuple(data["reasons"]), "tests": tuple(data["tests"])})
+
+    def summary(self) -> str:
+        verdict = "ALERT: " + "; ".join(self.reasons) if self.alert else "no drift alert"
+        limit = f" (limit {self.rmse_limit:.2f})" if self.rmse_limit is not None else ""
+        return (
+            f"{self.month} v{self.model_version}: {verdict}; RMSE estimated "
+            f"{self.estimated_rmse:.2f}{limit}, realized {self.rmse_analysis:.2f} "
+            f"({self.estimate_error:.0%} apart), reference {self.rmse_reference:.2f}"
+        )
+
+
+def _next_month(month: datetime) -> datetime:
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def measure_drift(
@@ -71,17 +103,20 @@ def measure_drift(
     reference_commit: str,
     analysis_commit: str,
     model_version: str,
-    reference_time: datetime,
-    analysis_time: datetime,
+    month: datetime | str,
+    rmse_limit: float | None = None,
+    alpha: float | None = None,
     chunk_size: int | None = None,
     report_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> DriftResult:
-    """Measure drift of ``analysis`` against ``reference`` and store it (replacing a rerun).
+    """Measure ``analysis`` (the month) against ``reference`` and store it, replacing a rerun.
 
-    Both frames need ``INPUT_COLUMNS``. ``chunk_size`` defaults to a tenth of the reference
-    or a fifth of the analysis, whichever is smaller, and at least 10 rows; the reference
-    needs 3 chunks, the analysis 1. With ``report_path`` the NannyML drift and
-    performance plots are also written there as one self-contained HTML page.
+    Both frames need ``INPUT_COLUMNS`` and the embedding columns. ``month`` is the month
+    analysed (the time axis); ``alpha`` the family-wise false-alarm rate of the verdict
+    (default ``settings.drift_alpha``); ``chunk_size`` (plots only) defaults to a tenth of the
+    reference or a fifth of the month, at least 10 rows. With ``report_path`` NannyML's plots
+    are also written there as one self-contained HTML page.
     Raises :class:`DriftError` on bad input, before anything is written.
     """
     for name, value in (
@@ -91,64 +126,74 @@ def measure_drift(
     ):
         if not isinstance(value, str) or not value.strip():
             raise DriftError(f"{name} must be a non-empty string, got {value!r}")
-    ref = checked_frame(reference, "reference")
-    ana = checked_frame(analysis, "analysis")
+    alpha = settings.drift_alpha if alpha is None else alpha
+    if not 0 < alpha < 1:
+        raise DriftError(f"alpha must be in (0, 1), got {alpha}")
+    if rmse_limit is not None and not rmse_limit > 0:
+        raise DriftError(f"rmse_limit must be > 0, got {rmse_limit}")
+    ref, ana = project(checked_frame(reference, "reference"), checked_frame(analysis, "analysis"))
     size = chunk_size_for(len(ref), len(ana), chunk_size)
-    ref_time = naive_utc(reference_time, "reference_time")
-    ana_time = naive_utc(analysis_time, "analysis_time")
-    log.info(
-        "drift: %s vs %s (model %s): %d reference rows, %d analysis rows, chunks of %d",
-        analysis_commit,
-        reference_commit,
-        model_version,
-        len(ref),
-        len(ana),
-        size,
+    start = month_start(month)
+    features = [*component_columns(), *MONITORED_STATS]
+    features = [c for c in features if c in ref.columns]
+    say(
+        progress,
+        f"drift: {analysis_commit[:12]} ({start:%Y-%m}) against {reference_commit[:12]}, model "
+        f"v{model_version}: {len(ref)} reference rows, {len(ana)} rows",
     )
 
-    drift, performance = calculate(ref, ana, size)
-    span = period_span(ref_time, ana_time)
-    rows = [
-        *metric_rows(drift_records(drift), ref_time, ana_time, span),
-        *metric_rows(performance_records(performance), ref_time, ana_time, span),
-    ]
-    # One drift run per (analysis, reference) pair: re-measuring it, with the same champion or
-    # a newer one (a month rerun after a promotion), replaces its rows instead of adding a set.
-    key = {"analysis_commit": analysis_commit, "reference_commit": reference_commit}
-    rows = [{**key, "model_version": model_version, **row} for row in rows]
-    alerts = [r for r in rows if r["period"] == "analysis" and r["alert"]]
-    drifted = tuple(dict.fromkeys(r["column_name"] for r in alerts))  # first-seen order
+    tests = holm([*univariate_tests(ref, ana), *multivariate_tests(ref, ana, features)], alpha)
+    estimate = estimate_month(ref, ana, features)
+    results = chunk_results(ref, ana, features, size)
+    chunks = chunk_records(results, start, _next_month(start))
+
+    realized = rmse(ana[TARGET], ana[PREDICTION])
     run = {
-        **key,
+        "analysis_commit": analysis_commit,
+        "reference_commit": reference_commit,
         "model_version": model_version,
-        "timestamp": ana_time,
+        "month": start,
         "n_reference": len(ref),
         "n_analysis": len(ana),
-        "n_alerts": len(alerts),
-        "drifted_columns": ",".join(drifted),
+        "alert": any(t.alert for t in tests),
+        "reasons": "; ".join(reasons(tests)),
         "rmse_reference": rmse(ref[TARGET], ref[PREDICTION]),
-        "rmse_analysis": rmse(ana[TARGET], ana[PREDICTION]),
+        "rmse_analysis": realized,
+        "mae_analysis": mae(ana[TARGET], ana[PREDICTION]),
+        **estimate,
+        "estimate_error": abs(estimate["estimated_rmse"] - realized) / realized
+        if realized
+        else 0.0,
+        "rmse_limit": rmse_limit,
     }
-    page = None
-    if report_path is not None:
-        log.info("drift: rendering the HTML report")
-        page = report_html(drift, performance, run)
+    key = {name: run[name] for name in ("analysis_commit", "reference_commit", "model_version")}
+    keyed = {**key, "month": start}
+    test_rows = [
+        {
+            **keyed,
+            "method": t.method,
+            "column_name": t.column,
+            "statistic": t.statistic,
+            "p_value": t.p_value,
+            "alpha": t.alpha,
+            "alert": t.alert,
+        }
+        for t in tests
+    ]
+    metric_rows = [{**keyed, **row} for row in chunks]
+    page = report_html(results, run, tests) if report_path is not None else None
 
-    replace_rows(settings.drift_db_url, key, rows, run)
-    log.info("drift: wrote %d rows, %d alerts (%s)", len(rows), len(alerts), run["drifted_columns"])
+    replace_rows(settings.drift_db_url, key, run, test_rows, metric_rows)
     if page is not None:
         write_atomic(Path(report_path), page)
-    return DriftResult(
-        analysis_commit=analysis_commit,
-        reference_commit=reference_commit,
-        model_version=model_version,
+    result = DriftResult(
+        **{k: v for k, v in run.items() if k not in ("month", "reasons")},
+        month=f"{start:%Y-%m}",
+        reasons=tuple(reasons(tests)),
+        tests=tuple(t.to_dict() for t in tests),
         chunk_size=size,
-        n_reference=len(ref),
-        n_analysis=len(ana),
-        rows_written=len(rows),
-        n_alerts=len(alerts),
-        drifted_columns=drifted,
-        rmse_reference=run["rmse_reference"],
-        rmse_analysis=run["rmse_analysis"],
+        rows_written=len(metric_rows),
         report_path=str(report_path) if report_path is not None else None,
     )
+    say(progress, f"drift: {result.summary()}")
+    return result

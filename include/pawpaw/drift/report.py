@@ -1,4 +1,4 @@
-"""The drift report: NannyML's performance and drift plots as one self-contained HTML page."""
+"""The drift report: the month's verdict, its tests and NannyML's chunk plots as one HTML page."""
 
 from __future__ import annotations
 
@@ -10,27 +10,42 @@ from typing import Any
 __all__ = ["report_html", "write_atomic"]
 
 
-def report_html(drift: Any, performance: Any, run: dict[str, Any]) -> str:
-    """One HTML page of NannyML's ``drift`` and ``performance`` plots, ``run`` its summary."""
+def report_html(results: dict[str, Any], run: dict[str, Any], tests: list[Any]) -> str:
+    """One self-contained page: ``run`` (a drift_runs row), ``tests`` (MonthTest), and the
+    plots of NannyML's chunk ``results`` (univariate, reconstruction, performance)."""
     title = (
-        f"Drift of {run['analysis_commit']} against {run['reference_commit']} "
-        f"(model {run['model_version']})"
+        f"Drift of {run['analysis_commit']} ({run['month']:%Y-%m}) against "
+        f"{run['reference_commit']} (model {run['model_version']})"
     )
+    verdict = f"ALERT: {run['reasons']}" if run["alert"] else "no drift alert"
     summary = (
-        f"{run['n_reference']} reference rows, {run['n_analysis']} analysis rows; "
-        f"RMSE {run['rmse_reference']:.2f} -> {run['rmse_analysis']:.2f}; "
-        f"{run['n_alerts']} alerts in the analysis period"
-        + (f" on: {run['drifted_columns']}" if run["drifted_columns"] else "")
+        f"{verdict}. {run['n_reference']} reference rows, {run['n_analysis']} rows this month; "
+        f"RMSE reference {run['rmse_reference']:.2f}, realized {run['rmse_analysis']:.2f}, "
+        f"estimated {run['estimated_rmse']:.2f}"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(t.column)}</td><td>{t.method}</td><td>{t.statistic:.4g}</td>"
+        f"<td>{t.p_value:.3g}</td><td>{t.alpha:.3g}</td><td>{'ALERT' if t.alert else ''}</td></tr>"
+        for t in sorted(tests, key=lambda t: t.p_value)
     )
     # plotly.js is inlined once so the page works offline (e.g. as an MLflow artifact).
-    performance_div = performance.plot().to_html(full_html=False, include_plotlyjs=True)
-    drift_div = drift.plot(kind="drift").to_html(full_html=False, include_plotlyjs=False)
+    plots = [
+        ("Realized and estimated performance", results["performance"].plot()),
+        ("Reconstruction error of the embeddings", results["reconstruction"].plot()),
+        ("Univariate drift per chunk", results["univariate"].plot(kind="drift")),
+    ]
+    divs = "\n".join(
+        f"<h2>{html.escape(name)}</h2>\n"
+        + figure.to_html(full_html=False, include_plotlyjs=(i == 0))
+        for i, (name, figure) in enumerate(plots)
+    )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(summary)}</p>\n"
-        f"<h2>Realized performance</h2>\n{performance_div}\n"
-        f"<h2>Univariate drift</h2>\n{drift_div}\n</body></html>\n"
+        "<h2>Month-level tests (Holm-adjusted)</h2>\n<table border='1'><tr><th>column</th>"
+        "<th>method</th><th>statistic</th><th>p</th><th>level</th><th>verdict</th></tr>"
+        f"{rows}</table>\n{divs}\n</body></html>\n"
     )
 
 
