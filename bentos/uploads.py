@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,7 @@ __all__ = [
     "BodySizeLimit",
     "InvalidImage",
     "MultipartGuard",
+    "UploadedImage",
     "check_image",
     "check_upload",
     "send_error",
@@ -54,6 +56,51 @@ def check_upload(path: Path) -> Path:
     """Pydantic after-validator for an uploaded file: raises ValueError (HTTP 400) if bad."""
     check_image(path.read_bytes())
     return path
+
+
+class UploadedImage(PurePosixPath):
+    """An uploaded photo, checked with :func:`check_image`: its file name (this path) and its
+    bytes (``data``), kept in memory.
+
+    A ``PurePath`` so that BentoML reads the API field as a multipart file; unlike its ``Path``
+    fields, nothing is written to a per-request temp directory in the event loop (measured:
+    that cost ~3-4 ms of the loop's CPU per request, a sixth of a request's whole cost).
+    """
+
+    data: bytes
+
+    @classmethod
+    def of(cls, name: str | None, data: bytes) -> UploadedImage:
+        upload = cls(PurePosixPath(name or "upload").name or "upload")
+        upload.data = data
+        return upload
+
+    @classmethod
+    def validate(cls, value: Any) -> UploadedImage:
+        """An upload (or bytes, or a local file path) as a checked :class:`UploadedImage`;
+        raises ValueError (HTTP 400 naming the problem) if it is not an acceptable photo."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, UploadFile):
+            name, data = value.filename, value.file.read()
+        elif isinstance(value, bytes | bytearray):
+            name, data = None, bytes(value)
+        elif isinstance(value, str | PurePath):
+            name, data = Path(value).name, Path(value).read_bytes()
+        else:
+            raise ValueError(f"expected an uploaded image file, got {type(value).__name__}")
+        check_image(data)
+        return cls.of(name, data)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(cls.validate)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "file", "format": "image"}
 
 
 class BodySizeLimit:

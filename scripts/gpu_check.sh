@@ -12,8 +12,8 @@
 #    gpu: 1), served from the bento's own requirements (a separate venv, as its image has
 #    them; with GPU_CHECK_DOCKER=1: `bentoml containerize` + `docker run --gpus`), and proof
 #    that the model runs on the GPU (the server holds GPU memory; CUDA provider in the log);
-# 4. serving speed: benchmarks/serving.py if present, else a timed request loop (img/s,
-#    latency percentiles, sequential and concurrent).
+# 4. serving speed: benchmarks/serving.py --url (img/s, p50/p99, errors at concurrency
+#    1/8/32, the same load generator as on CPU), else a timed request loop.
 # Everything is written under $GPU_CHECK_OUT (default data/gpu_check/<timestamp>), with a
 # summary in summary.txt. Nothing here runs in CI (no GPU there); tests only check its syntax.
 set -euo pipefail
@@ -107,7 +107,11 @@ else
         "bentoml==$("$py" -c 'import bentoml; print(bentoml.__version__)')" >"$out/bento-venv.log" 2>&1
     start bento env PAWPAW_SERVE_GPU=1 "$out/bento-venv/bin/bentoml" serve "$tag" --port "$port"
 fi
-wait_http "$url/readyz" 600
+if ! (wait_http "$url/readyz" 600); then
+    # The GPU build refuses to start when ONNX Runtime offers no CUDAExecutionProvider.
+    say "bento log: $(grep -m 1 -o 'ProviderError.*' "$out/bento.log" 2>/dev/null || tail -n 3 "$out/bento.log")"
+    exit 1
+fi
 "$py" - "$url" "$out/pool" <<'PY'
 import sys, pathlib, httpx
 url, pool = sys.argv[1], pathlib.Path(sys.argv[2])
@@ -128,8 +132,10 @@ fi
 
 # --- 4. serving speed -------------------------------------------------------------------------
 if [ -f benchmarks/serving.py ]; then
-    "$py" benchmarks/serving.py --url "$url" 2>&1 | tee "$out/serving-benchmark.txt" >&2
-    say "benchmarks/serving.py: $(tail -n 5 "$out/serving-benchmark.txt" | paste -sd ' ' -)"
+    # The running GPU bento, driven at concurrency 1/8/32 (img/s, p50/p99, errors).
+    "$py" benchmarks/serving.py --url "$url" --seconds "${GPU_CHECK_SECONDS:-15}" \
+        --workdir "$out" --out "$out/serving.json" 2>&1 | tee "$out/serving-benchmark.txt" >&2
+    say "benchmarks/serving.py: $(grep -E '^ +(1|8|32) \|' "$out/serving-benchmark.txt" | paste -sd ';' -)"
 else
     "$py" - "$url" "$out/pool" <<'PY' | tee -a "$summary"
 import concurrent.futures as cf, pathlib, statistics, sys, time

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +57,10 @@ __all__ = [
     "head_to_head",
     "load_model",
     "load_predictions",
-    "previous_evaluated_commit",
 ]
 
 PREDICTIONS_ARTIFACT = "predictions.parquet"
-_BATCH = 64  # images fetched (concurrently) and scored per step
+_BATCH = 128  # images per pyfunc call; the next chunk is fetched while one is scored
 _FETCH_WORKERS = 8  # lakeFS reads are I/O bound
 
 
@@ -125,27 +124,6 @@ def evaluations_of(
     return [_result_of(r) for r in _eval_runs(settings, ml, version=str(version))]
 
 
-def previous_evaluated_commit(settings: Settings, commit_id: str) -> str | None:
-    """The newest evaluated sample commit *before* ``commit_id`` on main (drift's reference).
-
-    Ordered by lakeFS history, not by when evaluations ran: rerunning an old month finds the
-    same reference as its first run did, so its drift rows are replaced, not re-keyed.
-    """
-    from pawpaw import versioning
-
-    history = [c.id for c in versioning.list_commits(settings, limit=1000)]  # newest first
-    position = next((i for i, c in enumerate(history) if c.startswith(commit_id)), None)
-    if position is None:
-        raise EvaluationError(
-            f"commit {commit_id} is not a sample commit on {settings.lakefs_repo}/"
-            f"{settings.lakefs_branch}"
-        )
-    ml = mlflow_client(settings)
-    # One query per older commit, newest first (usually the first answers): no result cap.
-    older = history[position + 1 :]
-    return next((c for c in older if _eval_runs(settings, ml, commit_id=c, max_results=1)), None)
-
-
 def load_predictions(settings: Settings, version: str, commit_id: str) -> pd.DataFrame:
     """The stored predictions of ``version`` on ``commit_id``'s test split.
 
@@ -182,19 +160,32 @@ def load_model(settings: Settings, version: str, dst: Path) -> Any:
 
 
 def _predict(model: Any, data: Any, progress: bool) -> np.ndarray:
-    """Scores of every row of ``data`` (LabeledImages), images fetched concurrently."""
+    """Scores of every row of ``data`` (LabeledImages) by the pyfunc, as it serves.
+
+    The next chunk's images are fetched (concurrently: lakeFS reads are I/O bound) while this
+    chunk is scored; the pyfunc's predictor overlaps decoding with inference inside a chunk.
+    """
     import pandas as pd
 
     ids = [str(i) for i in data.frame[ID]]
     out = np.empty(len(ids), dtype=np.float64)
     counter = Progress(len(ids), "  scored test images", enabled=progress, unit="img")
-    with ThreadPoolExecutor(max_workers=_FETCH_WORKERS) as pool:
-        for start in range(0, len(ids), _BATCH):
+    starts = list(range(0, len(ids), _BATCH))
+    with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="pawpaw-fetch") as pool:
+
+        def fetch(start: int) -> list[Future[bytes]]:
+            return [pool.submit(data.load, i) for i in ids[start : start + _BATCH]]
+
+        pending = fetch(starts[0]) if starts else []
+        for k, start in enumerate(starts):
             chunk = ids[start : start + _BATCH]
-            images = list(pool.map(data.load, chunk))
+            images = [f.result() for f in pending]
+            pending = fetch(starts[k + 1]) if k + 1 < len(starts) else []
             try:
                 scores = model.predict(pd.DataFrame({"image": images}))
             except Exception as exc:
+                for f in pending:
+                    f.cancel()
                 raise EvaluationError(
                     f"{data.source or 'test split'}: scoring rows {start}..{start + len(chunk) - 1}"
                     f" (Ids {chunk[0]}..{chunk[-1]}) failed: {exc}"

@@ -77,6 +77,7 @@ def test_saved_model_has_signature_example_and_serving_only_requirements(model_d
         "metrics.py",
         "model/__init__.py",
         "model/heads.py",
+        "model/predictor.py",
         "model/preprocess.py",
         "vendoring.py",
     ]

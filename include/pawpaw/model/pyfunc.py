@@ -1,16 +1,17 @@
 """The servable model: an MLflow pyfunc that turns encoded photos into Pawpularity scores.
 
-Pipeline per batch: decode + timm eval transform (:mod:`pawpaw.model.preprocess`, numpy + PIL) ->
+Pipeline: decode + timm eval transform (:mod:`pawpaw.model.preprocess`, numpy + PIL) ->
 backbone features on ONNX Runtime ``[N, 3, H, W] -> [N, D]`` -> head (:mod:`pawpaw.model.heads`,
-numpy) -> score in 1..100. Artifacts: the backbone ONNX graph, its preprocess config (JSON) and
+numpy) -> score in 1..100, run by the fast :class:`~pawpaw.model.predictor.Predictor` (decoding
+overlapped with inference). Artifacts: the backbone ONNX graph, its preprocess config (JSON) and
 the head (npz, which also carries the target transform of a fine-tuned head).
 
 The model is logged as *models from code*: this file is the model's code and is executed by
 MLflow on load, and ``code_paths`` ships the ``pawpaw`` modules this file imports
-(``model.heads``, ``model.preprocess`` and theirs, see :mod:`pawpaw.vendoring`). Nothing is
-cloudpickled, so loading needs no training code (no torch, no sklearn, no ``pawpaw.train``) and
-works wherever numpy, pillow, onnxruntime, pandas and mlflow are installed. :func:`save_model`
-writes such a model to a local folder.
+(``model.predictor``, ``model.heads``, ``model.preprocess`` and theirs, see
+:mod:`pawpaw.vendoring`). Nothing is cloudpickled, so loading needs no training code (no torch,
+no sklearn, no ``pawpaw.train``) and works wherever numpy, pillow, onnxruntime, pandas and
+mlflow are installed. :func:`save_model` writes such a model to a local folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from pawpaw.model.heads import FittedHead
-from pawpaw.model.preprocess import PreprocessConfig, preprocess
+from pawpaw.model.predictor import PredictionError, Predictor
+from pawpaw.model.preprocess import PreprocessConfig
 
 __all__ = [
     "ARTIFACTS",
@@ -45,51 +46,39 @@ __all__ = [
 
 IMAGE_COLUMN = "image"
 ARTIFACTS = ("backbone", "preprocess", "head")  # artifact keys of the logged model
-_BATCH = 32  # images per ONNX Runtime call: bounds memory at 32 x 3 x H x W float32
-
-
-class PredictionError(ValueError):
-    """Input the model cannot score; the message names the offending row."""
 
 
 class PawpularityModel(mlflow.pyfunc.PythonModel):
     """Photo bytes in, Pawpularity (float64, 1..100) out."""
 
     def __init__(self) -> None:
-        self._session: Any = None
-        self._input_name = ""
-        self._cfg: PreprocessConfig | None = None
-        self._head: FittedHead | None = None
+        self._predictor: Predictor | None = None
 
     def load_context(self, context: Any) -> None:
         self.load_artifacts(context.artifacts)
 
-    def load_artifacts(self, artifacts: Mapping[str, str]) -> None:
-        """Load from artifact paths (``backbone``, ``preprocess``, ``head``) without MLflow."""
-        import onnxruntime as ort
+    def load_artifacts(self, artifacts: Mapping[str, str], **options: Any) -> None:
+        """Load from artifact paths (``backbone``, ``preprocess``, ``head``) without MLflow.
 
+        ``options`` go to :class:`~pawpaw.model.predictor.Predictor` (providers, lanes, chunk).
+        """
         missing = [k for k in ARTIFACTS if k not in artifacts]
         if missing:
             raise FileNotFoundError(f"model artifacts {missing} are missing")
-        self._cfg = PreprocessConfig.from_dict(
-            json.loads(Path(artifacts["preprocess"]).read_text())
+        self._predictor = Predictor.from_files(
+            artifacts["backbone"], artifacts["preprocess"], artifacts["head"], **options
         )
-        self._head = FittedHead.from_npz(artifacts["head"])
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # CUDA when this ONNX Runtime has it (the GPU container installs onnxruntime-gpu).
-        available = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self._session = ort.InferenceSession(
-            str(artifacts["backbone"]), sess_options=opts, providers=providers
-        )
-        self._input_name = self._session.get_inputs()[0].name
+
+    @property
+    def predictor(self) -> Predictor:
+        """The fast predictor (decoding overlapped with inference); shared by every caller."""
+        if self._predictor is None:
+            raise RuntimeError("model not loaded: call load_context/load_artifacts first")
+        return self._predictor
 
     @property
     def head(self) -> FittedHead:
-        if self._head is None:
-            raise RuntimeError("model not loaded: call load_context/load_artifacts first")
-        return self._head
+        return self.predictor.head
 
     # Annotated pd.DataFrame (the logged signature's form): MLflow builds no schema of its own
     # from that hint, so the other accepted forms (lists of bytes or arrays) still pass through.
@@ -103,24 +92,7 @@ class PawpularityModel(mlflow.pyfunc.PythonModel):
 
     def predict_images(self, images: Sequence[Any]) -> np.ndarray:
         """Scores of a list of images (bytes, uint8 arrays or PIL images), float64 [N]."""
-        head = self.head
-        out = np.empty(len(images), dtype=np.float64)
-        for start in range(0, len(images), _BATCH):
-            chunk = images[start : start + _BATCH]
-            try:
-                x = preprocess(chunk, self._cfg)  # [n, 3, H, W] float32
-            except ValueError as exc:
-                raise PredictionError(_shift_index(str(exc), start)) from exc
-            features = self._session.run(None, {self._input_name: x})[0]  # [n, D]
-            out[start : start + len(chunk)] = head.predict(features)
-        return out
-
-
-def _shift_index(message: str, offset: int) -> str:
-    """preprocess names the index within its chunk; name the row of the whole input."""
-    import re
-
-    return re.sub(r"image #(\d+)", lambda m: f"image #{int(m.group(1)) + offset}", message, count=1)
+        return self.predictor.predict(images)
 
 
 def _images_of(model_input: Any) -> list[Any]:

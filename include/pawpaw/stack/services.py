@@ -215,7 +215,11 @@ def service_specs(
                 health=f"{bento}/readyz",
                 also_runs_as=("circusd",),  # `bentoml serve` renames itself
                 port=settings.serve_port,
-                env=_bento_env(settings),
+                # The service follows the champion alias on the stack's MLflow (hot swap).
+                env={
+                    **_bento_env(settings),
+                    "PAWPAW_MLFLOW_TRACKING_URI": pawpaw_env["PAWPAW_MLFLOW_TRACKING_URI"],
+                },
             )
         )
     return specs
