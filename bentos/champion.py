@@ -12,8 +12,14 @@ production container (compose ``bento``) has no view of the host's BentoML store
 baked into the image), but it reaches MLflow (``http://mlflow:5000``, artifacts proxied by the
 server), and the alias is the one thing promotion moves (``pawpaw.registry.promote``). Polling
 also needs no inbound endpoint that could swap models and no credential held by the export task.
-A version that fails to load is not retried until the alias moves again; an unreachable MLflow
-only delays the swap (the current model keeps serving).
+A version that loads but cannot serve (its test score or the GPU check fails) is not retried
+until the alias moves again; an unreachable MLflow or a failed download only delays the swap to
+a later poll (the current model keeps serving).
+
+On CPU the service runs one worker process per core and each follows the alias on its own:
+for up to one poll interval (plus a load) after a promotion, a request may be answered by the
+old version or the new one depending on the worker it reaches; each request is scored whole by
+one model, and ``/info`` names the version of the worker that answered.
 
 Settings (environment): ``PAWPAW_MLFLOW_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``; neither:
 the service does not follow), ``PAWPAW_SERVE_POLL_SECONDS`` (default 30; 0 turns following off).
@@ -44,8 +50,12 @@ __all__ = [
 ]
 
 DEFAULT_POLL_SECONDS = 30.0  # a promotion reaches the service within this (plus the load)
+# Restated from pawpaw.registry.CHAMPION, pawpaw.tracking.COMMIT_TAG and
+# pawpaw.model.pyfunc.IMAGE_COLUMN (those modules need the training library); a unit test
+# (tests/unit/test_predictor.py) keeps them equal.
 ALIAS = "champion"
-COMMIT_TAG = "pawpaw.commit_id"  # pawpaw.tracking.COMMIT_TAG (its module needs the library)
+COMMIT_TAG = "pawpaw.commit_id"
+IMAGE_COLUMN = "image"
 
 log = logging.getLogger("bentoml.pawpaw.champion")
 
@@ -72,7 +82,7 @@ class Served:
         else:  # any pyfunc honouring the contract (a DataFrame column `image` of bytes)
             import pandas as pd
 
-            raw = self.model.predict(pd.DataFrame({"image": list(images)}))
+            raw = self.model.predict(pd.DataFrame({IMAGE_COLUMN: list(images)}))
         scores = np.asarray(raw, dtype=np.float64).reshape(-1)
         if scores.shape[0] != len(images) or not np.isfinite(scores).all():
             raise RuntimeError(
@@ -147,9 +157,15 @@ def tracking_uri() -> str | None:
 def poll_seconds() -> float:
     raw = os.environ.get("PAWPAW_SERVE_POLL_SECONDS", "").strip()
     try:
-        return float(raw) if raw else DEFAULT_POLL_SECONDS
-    except ValueError as exc:
-        raise ValueError(f"PAWPAW_SERVE_POLL_SECONDS must be a number, got {raw!r}") from exc
+        seconds = float(raw) if raw else DEFAULT_POLL_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # NaN too
+        raise ValueError(
+            f"PAWPAW_SERVE_POLL_SECONDS must be a number of seconds >= 0 (0: do not follow), "
+            f"got {raw!r}"
+        )
+    return seconds
 
 
 class ChampionFollower:
@@ -173,7 +189,7 @@ class ChampionFollower:
         self._current = current
         self._swap = swap
         self._check = check
-        self._failed: str | None = None  # a version that failed to load: skipped until it moves
+        self._failed: str | None = None  # a version that cannot serve: skipped until it moves
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pawpaw-follow", daemon=True)
 
@@ -199,12 +215,16 @@ class ChampionFollower:
         log.info("champion is now version %s: loading it", wanted)
         try:
             served = load_mlflow_version(self.uri, self.registered_model, wanted)
+        except Exception:  # a download that failed (network, MLflow restarting): next poll retries
+            log.exception("version %s could not be fetched; retrying at the next poll", wanted)
+            return False
+        try:
             served.score([_test_photo()])  # it runs, and its first call is not a request's
             if self._check is not None:
                 self._check(served)
         except Exception:
             log.exception("version %s cannot serve; keeping %s", wanted, self._current().version)
-            self._failed = wanted
+            self._failed = wanted  # this version itself is broken: skipped until the alias moves
             return False
         previous = self._current().version
         self._swap(served)

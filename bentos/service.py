@@ -67,15 +67,26 @@ SERVING_PACKAGES = ("mlflow", "numpy", "onnxruntime", "pandas", "pillow")
 BATCHING = _flag("PAWPAW_SERVE_BATCHING", default=SERVE_GPU)
 MAX_BATCH_SIZE = 32
 MAX_LATENCY_MS = 200
-# Threads that run requests: they wait on the predictor's lanes (one per core), which bound
-# the work in flight, so more threads than cores cost nothing and keep every lane fed.
+# Threads that run requests: they wait on the predictor's lanes, which bound the work in
+# flight, so more threads than cores cost nothing and keep every lane fed.
 REQUEST_THREADS = 16
-# Processes: on CPU one per core, each predictor with one lane (HTTP parsing and decoding then
-# run in parallel too: measured 98 img/s at concurrency 8 and 96 at 32, p99 103 ms, against
-# 81 / 77 img/s for one process with two lanes); on GPU one process owns the device.
-WORKERS = 1 if SERVE_GPU else (os.cpu_count() or 1)
-if WORKERS > 1:
-    os.environ.setdefault(LANES_ENV, "1")  # read by each worker's predictor when it loads
+MAX_CPU_WORKERS = 8  # a big host should run several replicas, not one service with 64 workers
+
+
+def _workers() -> int:
+    """Worker processes: on GPU one (it owns the device); on CPU one per usable core (CPU
+    affinity, i.e. a container's cpuset), at most MAX_CPU_WORKERS, each predictor with one
+    lane, so request parsing, decoding and inference all run in parallel (README "Serving"
+    has the measurements). ``PAWPAW_SERVE_WORKERS`` overrides."""
+    raw = os.environ.get("PAWPAW_SERVE_WORKERS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"PAWPAW_SERVE_WORKERS must be a positive integer, got {raw!r}")
+        return int(raw)
+    return 1 if SERVE_GPU else max(1, min(MAX_CPU_WORKERS, len(os.sched_getaffinity(0))))
+
+
+WORKERS = _workers()
 
 
 def model_tag() -> str:
@@ -170,6 +181,10 @@ class PawpularityService:
             if hasattr(onnxruntime, "preload_dlls"):
                 onnxruntime.preload_dlls()
             execution_providers(require_cuda=True)  # refuse to start on a CPU-only runtime
+        if WORKERS > 1:
+            # One lane per worker process (the processes share the cores); an explicit
+            # PAWPAW_PREDICT_LANES wins. Read by every model this worker loads.
+            os.environ.setdefault(LANES_ENV, "1")
         served = load_stored(self.model_ref)  # the descriptor resolves the tag in the store
         _check_device(served)
         self._served = served  # replaced whole by the follower: one reference assignment
@@ -201,10 +216,6 @@ class PawpularityService:
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
-        return self._served.info
-
-    @property
-    def model_info(self) -> dict[str, Any]:
         return self._served.info
 
     def score(self, images: list[bytes]) -> list[float]:

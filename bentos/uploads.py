@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
@@ -30,7 +30,6 @@ __all__ = [
     "MultipartGuard",
     "UploadedImage",
     "check_image",
-    "check_upload",
     "send_error",
 ]
 
@@ -52,12 +51,6 @@ def check_image(data: bytes) -> tuple[int, int]:
     return _check_image(data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_PIXELS).size
 
 
-def check_upload(path: Path) -> Path:
-    """Pydantic after-validator for an uploaded file: raises ValueError (HTTP 400) if bad."""
-    check_image(path.read_bytes())
-    return path
-
-
 class UploadedImage(PurePosixPath):
     """An uploaded photo, checked with :func:`check_image`: its file name (this path) and its
     bytes (``data``), kept in memory.
@@ -77,16 +70,15 @@ class UploadedImage(PurePosixPath):
 
     @classmethod
     def validate(cls, value: Any) -> UploadedImage:
-        """An upload (or bytes, or a local file path) as a checked :class:`UploadedImage`;
-        raises ValueError (HTTP 400 naming the problem) if it is not an acceptable photo."""
+        """An upload (or bytes) as a checked :class:`UploadedImage`; raises ValueError (HTTP 400
+        naming the problem) if it is not an acceptable photo. Never a path: a request must not
+        make the server read its own files."""
         if isinstance(value, cls):
             return value
         if isinstance(value, UploadFile):
             name, data = value.filename, value.file.read()
         elif isinstance(value, bytes | bytearray):
             name, data = None, bytes(value)
-        elif isinstance(value, str | PurePath):
-            name, data = Path(value).name, Path(value).read_bytes()
         else:
             raise ValueError(f"expected an uploaded image file, got {type(value).__name__}")
         check_image(data)

@@ -11,7 +11,9 @@ Every month a new sample of shelter photos arrives. This DAG keeps the serving m
    that champion's baseline (the test split of the commit it was trained on): one drift
    verdict (univariate tests, embedding reconstruction error and domain classifier, family-wise
    false-alarm rate `PAWPAW_DRIFT_ALPHA`) and NannyML's estimated RMSE, written to the
-   monitoring database (Grafana reads it). Skipped when there is no champion yet.
+   monitoring database (Grafana reads it). Skipped when there is no champion yet or it was
+   trained on this very month. A failed drift step fails the run after its retries: the
+   month's retraining decision waits for its monitoring instead of going ahead without it.
 4. **needs_training** — retrain when there is no champion, `force_retrain` is set, or one of
    the `retrain_on` signals fires: `rmse` (realized RMSE above `threshold_ratio` x the mean
    predictor's), `estimated_rmse` (the label-free estimate above the same limit on the
@@ -122,10 +124,10 @@ def pawpularity_monthly():
         return pipeline.evaluate_champion(pipeline_settings(), sampled["commit_id"])
 
     @task.branch
-    def has_reference(sampled: dict, champion_eval: dict) -> str:
+    def has_reference(champion_eval: dict) -> str:
         from pawpaw import pipeline
 
-        reference = pipeline.has_reference(pipeline_settings(), sampled["commit_id"], champion_eval)
+        reference = pipeline.has_reference(pipeline_settings(), champion_eval)
         print(f"drift reference: {reference or 'none (no champion trained on another commit)'}")
         return "drift" if reference else "no_reference"
 
@@ -193,7 +195,7 @@ def pawpularity_monthly():
 
     sampled = sample()
     champion_eval = evaluate_champion(sampled)
-    reference = has_reference(sampled, champion_eval)
+    reference = has_reference(champion_eval)
     no_reference = EmptyOperator(task_id="no_reference")
     drift_result = drift(sampled, champion_eval)
     training = needs_training(champion_eval, drift_result)

@@ -20,6 +20,7 @@ __all__ = [
     "TRAIN_MODES",
     "WEIGHTS_SOURCES",
     "Settings",
+    "checked_signals",
     "get_settings",
 ]
 
@@ -32,6 +33,14 @@ TRAIN_MODES: tuple[str, ...] = ("head", "finetune")
 RETRAIN_SIGNALS: tuple[str, ...] = ("rmse", "estimated_rmse", "drift")
 # Where pretrained backbone weights come from (see pawpaw.model.backbone).
 WEIGHTS_SOURCES: tuple[str, ...] = ("package", "hub", "none")
+
+
+def checked_signals(signals: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``signals`` as a tuple, or a ValueError naming those not in RETRAIN_SIGNALS."""
+    unknown = [s for s in signals if s not in RETRAIN_SIGNALS]
+    if unknown:
+        raise ValueError(f"unknown retrain signal(s) {unknown}; choose from {RETRAIN_SIGNALS}")
+    return tuple(signals)
 
 
 def _one_of(choices: tuple[str, ...]) -> str:
@@ -98,10 +107,7 @@ class Settings(BaseSettings):
     @field_validator("retrain_on")
     @classmethod
     def _known_signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in value if v not in RETRAIN_SIGNALS]
-        if unknown:
-            raise ValueError(f"unknown retrain signal(s) {unknown}; choose from {RETRAIN_SIGNALS}")
-        return value
+        return checked_signals(value)
 
     # --- the embedded stack (`pawpaw up`): ports on 127.0.0.1 ------------------------------
     mlflow_port: int = Field(default=5000, ge=1, le=65535)

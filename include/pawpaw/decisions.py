@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from pawpaw.config import RETRAIN_SIGNALS
+from pawpaw.config import RETRAIN_SIGNALS, checked_signals
 
 __all__ = ["Decision", "DriftSignal", "EvalResult", "needs_training", "should_promote"]
 
@@ -107,9 +107,7 @@ def needs_training(
 
     The reason names every signal that fired (or what each checked signal found).
     """
-    unknown = [s for s in signals if s not in RETRAIN_SIGNALS]
-    if unknown:
-        raise ValueError(f"unknown retrain signal(s) {unknown}; choose from {RETRAIN_SIGNALS}")
+    signals = checked_signals(signals)
     if force:
         return Decision(True, "retraining was forced")
     if champion is None:

@@ -184,7 +184,7 @@ def _served(settings: Settings, champion_eval: dict[str, Any]) -> EvalResult | N
     return evaluation.evaluate(settings, champion.commit_id, version=earlier[-1])
 
 
-def has_reference(settings: Settings, commit_id: str, champion_eval: dict[str, Any]) -> str | None:
+def has_reference(settings: Settings, champion_eval: dict[str, Any]) -> str | None:
     """The drift reference: the commit the model that served this month was trained on (its
     test split is that model's baseline), or None when there is no champion or it was trained
     on this very commit (nothing to compare)."""
@@ -215,9 +215,14 @@ def drift(
     from pawpaw.tracking import mlflow_client
 
     champion = _served(settings, champion_eval)
-    reference_commit = reference_commit or has_reference(settings, commit_id, champion_eval)
-    if champion is None or reference_commit is None:
-        raise ValueError(f"commit {commit_id}: no champion trained on another commit to measure")
+    if champion is None:
+        raise ValueError(f"commit {commit_id}: there is no champion, so no model served it")
+    reference_commit = reference_commit or has_reference(settings, champion_eval)
+    if reference_commit is None:
+        raise ValueError(
+            f"commit {commit_id}: v{champion.version} was trained on it, so its baseline is this "
+            "month itself: give another commit as the reference"
+        )
     if reference_commit == champion.commit_id:
         raise ValueError(f"commit {commit_id} cannot be its own drift reference")
     version = champion.version

@@ -130,7 +130,7 @@ DRIFT_VALUES = {
 _SQL_WORDS = frozenset(
     """select from where and or not in is null as order by desc asc limit offset with join left
     inner using on group having distinct count max min avg sum between true false case when
-    then else end coalesce nullif to_char""".split()  # noqa: SIM905 (reads better as text)
+    then else end coalesce nullif to_char length""".split()  # noqa: SIM905 (reads better as text)
 )
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 _SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$|ACCESS_KEY_ID")

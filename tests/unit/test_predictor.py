@@ -170,9 +170,29 @@ def test_lanes_default_to_one_per_core_unless_the_server_says_otherwise(
     import os
 
     monkeypatch.delenv(LANES_ENV, raising=False)
-    assert default_lanes() == (os.cpu_count() or 1)
+    assert default_lanes() == len(os.sched_getaffinity(0))
     monkeypatch.setenv(LANES_ENV, "1")  # what the CPU service sets in each worker process
     assert default_lanes() == 1
     monkeypatch.setenv(LANES_ENV, "zero")
     with pytest.raises(ValueError, match="PAWPAW_PREDICT_LANES must be a positive integer"):
         default_lanes()
+
+
+def test_the_services_copies_of_shared_names_match_their_homes() -> None:
+    """bentos/champion.py runs inside the bento without the library's registry/tracking
+    modules, so it restates three names; they must stay equal to their homes."""
+    import subprocess
+    import sys
+
+    from pawpaw.model.pyfunc import IMAGE_COLUMN
+    from pawpaw.registry import CHAMPION
+    from pawpaw.tracking import COMMIT_TAG
+
+    code = (
+        "import json, sys; sys.path.insert(0, 'bentos'); import champion; "
+        "print(json.dumps([champion.ALIAS, champion.COMMIT_TAG, champion.IMAGE_COLUMN]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (
+        out.stdout.strip().splitlines()[-1] == f'["{CHAMPION}", "{COMMIT_TAG}", "{IMAGE_COLUMN}"]'
+    )

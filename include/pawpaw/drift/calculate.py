@@ -1,20 +1,20 @@
 """NannyML's calculators on one month: the embedding tests, estimated performance, the chunks.
 
-Month level (the verdict and the stored estimate):
+Month level (the verdict and the stored estimate), on the embeddings' principal components
+(:mod:`pawpaw.drift.embeddings`: fitted on both periods alike) plus the photo statistics:
 
 - ``data_reconstruction``: ``DataReconstructionDriftCalculator`` fitted on a random half of the
-  reference; its mean reconstruction error on the other half and on the month are compared with
-  a one-sided z-test on NannyML's sampling errors (both halves are out of sample, so a calm month
-  gives a uniform p-value; fitting on the whole reference would bias the baseline low);
+  reference; its mean reconstruction error on the other half and on the month (both out of
+  sample) are compared with a one-sided z-test on NannyML's sampling errors;
 - ``domain_classifier``: ``DomainClassifierCalculator`` (cross-validated LightGBM telling the
   month from the reference); its AUROC is tested against 0.5 with the Mann-Whitney standard
   error sqrt((n1 + n2 + 1) / (12 n1 n2));
-- estimated RMSE and MAE: ``DLE`` fitted on the reference (features + prediction -> loss),
-  applied to the month without its labels.
+- estimated RMSE and MAE: ``DLE`` fitted on the whole reference (features, flags and prediction
+  -> loss), applied to the month without its labels.
 
-Both embedding methods see the reference's principal components plus the photo statistics.
 Chunk level (the plots): the univariate statistics, the reconstruction error, realized and
-estimated RMSE/MAE per analysis chunk; only the performance rows carry NannyML's thresholds.
+estimated RMSE/MAE per analysis chunk; only the estimated performance carries NannyML's
+thresholds (from the reference's chunks).
 """
 
 from __future__ import annotations
@@ -93,14 +93,13 @@ def multivariate_tests(
     from scipy import stats
 
     nml = _nannyml()
-    rng = np.random.default_rng(_SEED)
-    half = rng.permutation(len(reference)) < len(reference) // 2
-    fit_half, held_out = reference[half], reference[~half]
+    half = np.random.default_rng(_SEED).permutation(len(reference)) < len(reference) // 2
+    fitted, held_out = reference[half], reference[~half]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NannyML: "too few chunks" for one-chunk fits
         dre = nml.DataReconstructionDriftCalculator(
             column_names=features, chunker=_one_chunk()
-        ).fit(fit_half)
+        ).fit(fitted)
         base = _analysis(dre.calculate(held_out))["reconstruction_error"].iloc[0]
         month = _analysis(dre.calculate(analysis))["reconstruction_error"].iloc[0]
         z = (month["value"] - base["value"]) / math.hypot(

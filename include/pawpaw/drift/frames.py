@@ -36,7 +36,13 @@ def drift_frame(
 
     rows = data.frame[[ID, *FLAGS, TARGET]].reset_index(drop=True)
     rows[ID] = rows[ID].astype(str)
+    absent = [c for c in (ID, PREDICTION) if c not in predictions.columns]
+    if absent:
+        raise DriftError(f"the predictions lack columns {absent}")
     scores = predictions[[ID, PREDICTION]].astype({ID: str})
+    twice = scores.loc[scores[ID].duplicated(), ID].unique().tolist()
+    if twice:
+        raise DriftError(f"the predictions score {len(twice)} Ids twice (e.g. {twice[:3]})")
     missing = sorted(set(rows[ID]) - set(scores[ID]))
     if missing:
         raise DriftError(

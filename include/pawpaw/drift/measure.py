@@ -32,7 +32,7 @@ from pawpaw.drift.inputs import (
     month_start,
 )
 from pawpaw.drift.report import report_html, write_atomic
-from pawpaw.drift.store import replace_rows
+from pawpaw.drift.store import KEY_COLUMNS, replace_rows
 from pawpaw.drift.verdict import holm, reasons, univariate_tests
 from pawpaw.metrics import mae, rmse
 from pawpaw.progress import say
@@ -66,10 +66,6 @@ class DriftResult:
     chunk_size: int
     rows_written: int  # drift_metrics rows of this run
     report_path: str | None = None
-
-    @property
-    def estimate_misses_limit(self) -> bool:
-        return self.rmse_limit is not None and self.estimated_rmse > self.rmse_limit
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -166,7 +162,7 @@ def measure_drift(
         else 0.0,
         "rmse_limit": rmse_limit,
     }
-    key = {name: run[name] for name in ("analysis_commit", "reference_commit", "model_version")}
+    key = {name: run[name] for name in KEY_COLUMNS}
     keyed = {**key, "month": start}
     test_rows = [
         {

@@ -70,9 +70,8 @@ def univariate_tests(reference: pd.DataFrame, analysis: pd.DataFrame) -> list[Mo
 
 
 def holm(tests: list[MonthTest], alpha: float) -> list[MonthTest]:
-    """The tests (same order) with their Holm-adjusted levels and alerts (module docstring)."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    """The tests (same order) with their Holm-adjusted levels and alerts (module docstring);
+    ``alpha`` in (0, 1) is the caller's to check (:func:`pawpaw.drift.measure_drift` does)."""
     broken = [f"{t.column} ({t.method})" for t in tests if not 0 <= t.p_value <= 1]
     if broken:  # NaN included: a test that could not be computed is not a calm one
         raise DriftError(f"no p-value for {', '.join(broken)}: the test could not be computed")

@@ -7,11 +7,10 @@ GIL) and runs it through ONNX Runtime, so one lane's decoding overlaps another's
 Concurrent callers (the service's request threads) share the same lanes, so the machine never
 runs more inferences at once than it has lanes.
 
-Chosen by measurement on 2 CPU cores (tf_efficientnet_lite0, 224 px; see README "Serving"):
-ONNX Runtime with one intra-op thread per run and two runs in parallel reaches ~160 img/s on
-pre-decoded tensors, against ~120-137 for one run with two intra-op threads (its best batch
-size) and ~70 for a single one-thread run; bigger batches are *slower* per image on this CPU
-(batch 32: ~100-120 img/s). So on CPU a lane runs one-thread inference on chunks of
+Chosen by measurement on 2 CPU cores (tf_efficientnet_lite0, 224 px; the numbers are in the
+README, "Serving" and "Benchmarks"): one-thread ONNX Runtime runs in parallel beat one run with
+every thread at any batch size, and bigger batches are *slower* per image on this CPU. So on
+CPU a lane runs one-thread inference on chunks of
 :data:`CPU_CHUNK` images, one lane per core. Features are bitwise identical whatever the chunk
 size or thread count (checked: tests/unit/test_predictor.py), so scores equal the plain
 sequential path. On CUDA the GPU does the arithmetic: chunks of :data:`GPU_CHUNK`, lanes only
@@ -82,10 +81,10 @@ def execution_providers(
 
 
 def default_lanes() -> int:
-    """``PAWPAW_PREDICT_LANES`` if set, else one lane per core."""
+    """``PAWPAW_PREDICT_LANES`` if set, else one lane per usable core (CPU affinity)."""
     raw = os.environ.get(LANES_ENV, "").strip()
     if not raw:
-        return os.cpu_count() or 1
+        return max(1, len(os.sched_getaffinity(0)))
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"{LANES_ENV} must be a positive integer, got {raw!r}")
     return int(raw)
