@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
-from pawpaw.config import Settings, get_settings
+from pawpaw.config import Settings
 from tests.fixtures.champion import Champion
-from tests.fixtures.common import free_port, serving
+from tests.fixtures.common import free_port, serving, settings_of
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +56,11 @@ def two_versions(champion: Champion) -> TwoVersions:
         "PAWPAW_MLFLOW_EXPERIMENT": name,
         "PAWPAW_BENTO_MODEL": name,
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        get_settings.cache_clear()
-        try:
-            st = get_settings()
-            first = train(st, champion.commit_id, head_kinds=("ridge",), progress=False)
-            second = train(st, champion.commit_id, head_kinds=("svr",), progress=False)
-            registry.promote(st, first.version)
-            exported = export.export_champion(st, progress=False)
-        finally:
-            get_settings.cache_clear()
+    with settings_of(env) as st:
+        first = train(st, champion.commit_id, head_kinds=("ridge",), progress=False)
+        second = train(st, champion.commit_id, head_kinds=("svr",), progress=False)
+        registry.promote(st, first.version)
+        exported = export.export_champion(st, progress=False)
     assert first.version != second.version and exported.version == first.version
     assert exported.bento_tag is not None
     return TwoVersions(st, env, first.version, second.version, exported.bento_tag)

@@ -360,6 +360,7 @@ def test_tables_of_an_older_layout_are_replaced(tmp_path: Path) -> None:
         conn.execute(sa.text("CREATE TABLE drift_runs (analysis_commit TEXT, n_alerts INT)"))
         conn.execute(sa.text("INSERT INTO drift_runs VALUES ('old', 3)"))
     engine.dispose()
+    assert read_drift_runs(settings).empty  # readable (as no runs) before the first write
     _measure(settings, drift_frame(1, prefix="a"), "new")
     assert read_drift_runs(settings).analysis_commit.tolist() == ["new"]
 

@@ -135,7 +135,9 @@ def _read(
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table.name):
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(table.name) or _outdated(inspector, table):
+                # None yet, or rows of an older layout (replaced at the next write).
                 return pd.DataFrame(columns=columns)
             query = sa.select(table).where(*(where or [])).order_by(*order)
             rows = conn.execute(query).mappings().all()
@@ -150,15 +152,19 @@ def _sqlite_file(url: sa.engine.URL) -> Path | None:
     return Path(url.database)
 
 
+def _outdated(inspector: sa.Inspector, table: sa.Table) -> bool:
+    """Whether the database's ``table`` has other columns than ours (an older pawpaw's)."""
+    found = {c["name"] for c in inspector.get_columns(table.name)}
+    return found != {c.name for c in table.columns}
+
+
 def _drop_outdated(conn: sa.Connection) -> None:
     """Drop a drift table whose columns are not ours (written by an older pawpaw): its rows
     are derived data, and rerunning the drift step refills it."""
     inspector = sa.inspect(conn)
     for table in _TABLES:
-        if inspector.has_table(table.name):
-            found = {c["name"] for c in inspector.get_columns(table.name)}
-            if found != {c.name for c in table.columns}:
-                table.drop(conn)
+        if inspector.has_table(table.name) and _outdated(inspector, table):
+            table.drop(conn)
 
 
 def replace_rows(
