@@ -5,17 +5,7 @@
 set -eu
 
 : "${SECRETS_DIR:?SECRETS_DIR is not set}"
-secret() {
-    value=""
-    if [ -r "$SECRETS_DIR/$1" ]; then
-        IFS= read -r value <"$SECRETS_DIR/$1" || [ -n "$value" ]
-    fi
-    if [ -z "$value" ]; then
-        echo "grafana-entrypoint: secret $1 is missing or empty in $SECRETS_DIR" >&2
-        exit 1
-    fi
-    printf '%s' "$value"
-}
+. "$(dirname "$0")/read-secret.sh"  # secret NAME
 GF_SECURITY_ADMIN_PASSWORD="$(secret grafana_admin_password)"
 GRAFANA_DB_PASSWORD="$(secret grafana_db_password)"
 export GF_SECURITY_ADMIN_PASSWORD GRAFANA_DB_PASSWORD

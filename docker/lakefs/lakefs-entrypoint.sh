@@ -13,17 +13,7 @@ set -eu
 : "${MINIO_LAKEFS_USER:?MINIO_LAKEFS_USER is not set (.env)}"
 : "${SETUP_USER_NAME:?SETUP_USER_NAME is not set (LAKEFS_ADMIN_USER in .env)}"
 
-secret() {
-    value=""
-    if [ -r "$SECRETS_DIR/$1" ]; then
-        IFS= read -r value <"$SECRETS_DIR/$1" || [ -n "$value" ]
-    fi
-    if [ -z "$value" ]; then
-        echo "lakefs-entrypoint: secret $1 is missing or empty in $SECRETS_DIR" >&2
-        exit 1
-    fi
-    printf '%s' "$value"
-}
+. "$(dirname "$0")/read-secret.sh"  # secret NAME
 
 LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING="postgres://$LAKEFS_DB_USER:$(secret lakefs_db_password)@${LAKEFS_DB_HOSTPORT:-postgres:5432}/${LAKEFS_DB_NAME:-lakefs}?sslmode=disable"
 LAKEFS_AUTH_ENCRYPT_SECRET_KEY="$(secret lakefs_encrypt_secret_key)"

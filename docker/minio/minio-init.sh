@@ -14,17 +14,7 @@ set -eu
 : "${MINIO_MLFLOW_USER:?MINIO_MLFLOW_USER is not set (.env)}"
 policies="${MINIO_POLICIES_DIR:-/policies}"
 
-secret() {
-    value=""
-    if [ -r "$SECRETS_DIR/$1" ]; then
-        IFS= read -r value <"$SECRETS_DIR/$1" || [ -n "$value" ]
-    fi
-    if [ -z "$value" ]; then
-        echo "minio-init: secret $1 is missing or empty in $SECRETS_DIR" >&2
-        exit 1
-    fi
-    printf '%s' "$value"
-}
+. "$(dirname "$0")/read-secret.sh"  # secret NAME
 
 root_password="$(secret minio_root_password)"
 

@@ -10,17 +10,7 @@ set -eu
 : "${MLFLOW_DB_USER:?MLFLOW_DB_USER is not set (.env)}"
 : "${MINIO_MLFLOW_USER:?MINIO_MLFLOW_USER is not set (.env)}"
 
-secret() {
-    value=""
-    if [ -r "$SECRETS_DIR/$1" ]; then
-        IFS= read -r value <"$SECRETS_DIR/$1" || [ -n "$value" ]
-    fi
-    if [ -z "$value" ]; then
-        echo "mlflow-server: secret $1 is missing or empty in $SECRETS_DIR" >&2
-        exit 1
-    fi
-    printf '%s' "$value"
-}
+. "$(dirname "$0")/read-secret.sh"  # secret NAME
 
 MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://$MLFLOW_DB_USER:$(secret mlflow_db_password)@${MLFLOW_DB_HOSTPORT:-postgres:5432}/${MLFLOW_DB_NAME:-mlflow}"
 AWS_ACCESS_KEY_ID="$MINIO_MLFLOW_USER"

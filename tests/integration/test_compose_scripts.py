@@ -32,6 +32,7 @@ from tests.unit.test_compose import (
     SECRETS_MOUNT,
     _rendered_environment,
     _run_secrets_init,
+    _staged_scripts,
 )
 
 pytestmark = pytest.mark.integration
@@ -201,7 +202,7 @@ def test_mlflow_server_script_serves_from_postgres_and_s3(stack, s3_server, tmp_
     start = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["sh", str(DOCKER / "mlflow" / "mlflow-server.sh"), "--workers", "1"],
+            ["sh", str(_staged_scripts("mlflow", tmp_path) / "mlflow-server.sh"), "--workers", "1"],
             env={"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": str(tmp_path), **env},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

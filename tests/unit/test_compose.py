@@ -230,6 +230,17 @@ def _mounted_script(service: str, target: str) -> Path:
     raise AssertionError(f"{service} mounts nothing at {target}")
 
 
+def _staged_scripts(service: str, directory: Path) -> Path:
+    """Copies of the repository files ``service`` bind-mounts under /scripts/, laid out as in
+    the container (an entrypoint finds what it sources beside it); returns the folder."""
+    staged = directory / "scripts"
+    staged.mkdir(parents=True, exist_ok=True)
+    for kind, source, target in _volumes(service):
+        if kind == "bind" and target.startswith("/scripts/"):
+            shutil.copy((ROOT / source).resolve(), staged / target.removeprefix("/scripts/"))
+    return staged
+
+
 def _depends_on(service: str) -> dict[str, dict[str, Any]]:
     deps = _services()[service].get("depends_on", {})
     assert isinstance(deps, dict), f"{service}: depends_on must map services to conditions"
@@ -635,7 +646,7 @@ def test_shell_scripts_parse():
     # POSIX sh where the image has no bash (MinIO, mc, lakeFS's Alpine, Grafana, secrets-init)
     for script in ["secrets/secrets-init.sh", "minio/minio-entrypoint.sh", "minio/minio-init.sh",
                    "lakefs/lakefs-entrypoint.sh", "grafana/grafana-entrypoint.sh",
-                   "mlflow/mlflow-server.sh"]:  # fmt: skip
+                   "mlflow/mlflow-server.sh", "secrets/read-secret.sh"]:  # fmt: skip
         assert (DOCKER / script).read_text().startswith("#!/bin/sh\n"), script
         if shutil.which("dash"):
             run = subprocess.run(["dash", "-n", str(DOCKER / script)], capture_output=True)

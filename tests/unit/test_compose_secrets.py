@@ -26,10 +26,10 @@ from tests.unit.test_compose import (
     ROOT,
     SECRETS_MOUNT,
     _environment,
-    _mounted_script,
     _rendered_environment,
     _run_secrets_init,
     _services,
+    _staged_scripts,
 )
 
 pytestmark = pytest.mark.unit
@@ -88,7 +88,8 @@ def _records(path: Path) -> list[dict]:
 def _run_entrypoint(service: str, target: str, tmp_path: Path, secrets: Path, **env: str):
     """Run the script mounted at ``target`` with ``service``'s compose environment and
     command, the secrets directory in place of the volume, and ``env`` on top."""
-    script = _mounted_script(service, target)
+    script = _staged_scripts(service, tmp_path) / target.removeprefix("/scripts/")
+    assert script.is_file(), f"{service} mounts nothing at {target}"
     rendered = _rendered_environment(service)
     rendered = {k: v.replace(SECRETS_MOUNT, str(secrets)) for k, v in rendered.items()}
     record = tmp_path / f"{service}.jsonl"
