@@ -190,13 +190,14 @@ class PawpularityService:
         self._served = served  # replaced whole by the follower: one reference assignment
         self.follower: ChampionFollower | None = None
         uri, registered = tracking_uri(), served.info["labels"].get("registered_model")
-        if uri and registered and poll_seconds() > 0:
+        interval = poll_seconds()
+        if uri and registered and interval > 0:
             self.follower = ChampionFollower(
                 uri=uri,
                 registered_model=registered,
                 current=lambda: self._served,
                 swap=self._install,
-                interval=poll_seconds(),
+                interval=interval,
                 check=_check_device,
             ).start()
 

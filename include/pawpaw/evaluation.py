@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,31 +167,28 @@ def _predict(model: Any, data: Any, progress: bool) -> np.ndarray:
     """
     import pandas as pd
 
+    from pawpaw.model.embed import prefetch_batches
+
     ids = [str(i) for i in data.frame[ID]]
     out = np.empty(len(ids), dtype=np.float64)
     counter = Progress(len(ids), "  scored test images", enabled=progress, unit="img")
-    starts = list(range(0, len(ids), _BATCH))
     with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="pawpaw-fetch") as pool:
-
-        def fetch(start: int) -> list[Future[bytes]]:
-            return [pool.submit(data.load, i) for i in ids[start : start + _BATCH]]
-
-        pending = fetch(starts[0]) if starts else []
-        for k, start in enumerate(starts):
-            chunk = ids[start : start + _BATCH]
-            images = [f.result() for f in pending]
-            pending = fetch(starts[k + 1]) if k + 1 < len(starts) else []
-            try:
-                scores = model.predict(pd.DataFrame({"image": images}))
-            except Exception as exc:
-                for f in pending:
-                    f.cancel()
-                raise EvaluationError(
-                    f"{data.source or 'test split'}: scoring rows {start}..{start + len(chunk) - 1}"
-                    f" (Ids {chunk[0]}..{chunk[-1]}) failed: {exc}"
-                ) from exc
-            out[start : start + len(chunk)] = np.asarray(scores, dtype=np.float64).reshape(-1)
-            counter.advance(len(chunk))
+        batches = prefetch_batches(pool, lambda i: data.load(ids[i]), len(ids), _BATCH)
+        try:
+            for start, fetched in batches:
+                chunk = ids[start : start + len(fetched)]
+                images = [f.result() for f in fetched]
+                try:
+                    scores = model.predict(pd.DataFrame({"image": images}))
+                except Exception as exc:
+                    raise EvaluationError(
+                        f"{data.source or 'test split'}: scoring rows {start}.."
+                        f"{start + len(chunk) - 1} (Ids {chunk[0]}..{chunk[-1]}) failed: {exc}"
+                    ) from exc
+                out[start : start + len(chunk)] = np.asarray(scores, dtype=np.float64).reshape(-1)
+                counter.advance(len(chunk))
+        finally:
+            batches.close()  # cancels the next chunk's queued reads when this one failed
     return out
 
 

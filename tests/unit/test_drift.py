@@ -25,6 +25,7 @@ from pawpaw.drift import (
     read_drift_runs,
     read_drift_tests,
 )
+from pawpaw.drift.store import served_versions
 from pawpaw.drift.verdict import CONTINUOUS, holm
 from pawpaw.schema import FLAGS
 
@@ -230,6 +231,8 @@ def test_rerun_replaces_rows_instead_of_adding(tmp_path: Path) -> None:
     _measure(settings, drift_frame(1, prefix="a"), "month-2", model_version="4")
     assert _counts(settings) == tuple(2 * n for n in per_run)
     assert sorted(read_drift_runs(settings).model_version) == ["3", "4"]
+    assert served_versions(settings, "month-2") == ["3", "4"]
+    assert read_drift_runs(settings, "month-3").empty and served_versions(settings, "m3") == []
 
 
 def test_result_is_json_friendly_and_months_may_be_strings(tmp_path: Path) -> None:

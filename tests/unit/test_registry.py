@@ -123,3 +123,29 @@ def test_guarded_run_deletes_a_run_that_failed_midway(tmp_path) -> None:
     with guarded_run(client, experiment, tags={"k": "v"}, run_name="ok") as run:
         client.set_terminated(run.info.run_id, "FINISHED")
     assert [r.info.run_id for r in client.search_runs([experiment])] == [run.info.run_id]
+
+
+def test_evaluation_scores_in_order_and_names_the_rows_of_a_failed_chunk() -> None:
+    import pandas as pd
+
+    from pawpaw.data.labeled import LabeledImages
+    from pawpaw.evaluation import _BATCH, EvaluationError, _predict
+
+    ids = [f"id{i:04d}" for i in range(2 * _BATCH + 10)]
+    data = LabeledImages(pd.DataFrame({"Id": ids}), lambda i: i.encode(), source="split")
+
+    class Model:
+        def __init__(self, fail_at: int | None = None) -> None:
+            self.calls, self.fail_at = 0, fail_at
+
+        def predict(self, frame: pd.DataFrame) -> np.ndarray:
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise ValueError("broken photo")
+            return np.array([float(b.decode()[2:]) for b in frame["image"]])
+
+    np.testing.assert_array_equal(_predict(Model(), data, False), np.arange(len(ids)))
+    first, last = _BATCH, 2 * _BATCH - 1  # the second chunk
+    with pytest.raises(EvaluationError, match=rf"split: scoring rows {first}\.\.{last} "
+                       rf"\(Ids id{first:04d}\.\.id{last:04d}\) failed: broken photo"):  # fmt: skip
+        _predict(Model(fail_at=2), data, False)

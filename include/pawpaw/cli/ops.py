@@ -120,8 +120,7 @@ def _stored_month(settings, commit_id: str) -> str | None:
     """The month a stored drift run of ``commit_id`` put it on (a re-measure keeps it)."""
     from pawpaw.drift import read_drift_runs
 
-    runs = read_drift_runs(settings)
-    months = runs.loc[runs.analysis_commit == commit_id, "month"]
+    months = read_drift_runs(settings, commit_id).month
     return f"{months.iloc[0]:%Y-%m}" if len(months) else None
 
 

@@ -127,9 +127,9 @@ def measure_drift(
         raise DriftError(f"alpha must be in (0, 1), got {alpha}")
     if rmse_limit is not None and not rmse_limit > 0:
         raise DriftError(f"rmse_limit must be > 0, got {rmse_limit}")
+    start = month_start(month)
     ref, ana = project(checked_frame(reference, "reference"), checked_frame(analysis, "analysis"))
     size = chunk_size_for(len(ref), len(ana), chunk_size)
-    start = month_start(month)
     features = [*component_columns(), *MONITORED_STATS]
     features = [c for c in features if c in ref.columns]
     say(
@@ -143,6 +143,7 @@ def measure_drift(
     results = chunk_results(ref, ana, features, size)
     chunks = chunk_records(results, start, _next_month(start))
 
+    why = reasons(tests)
     realized = rmse(ana[TARGET], ana[PREDICTION])
     run = {
         "analysis_commit": analysis_commit,
@@ -152,7 +153,7 @@ def measure_drift(
         "n_reference": len(ref),
         "n_analysis": len(ana),
         "alert": any(t.alert for t in tests),
-        "reasons": "; ".join(reasons(tests)),
+        "reasons": "; ".join(why),
         "rmse_reference": rmse(ref[TARGET], ref[PREDICTION]),
         "rmse_analysis": realized,
         "mae_analysis": mae(ana[TARGET], ana[PREDICTION]),
@@ -185,7 +186,7 @@ def measure_drift(
     result = DriftResult(
         **{k: v for k, v in run.items() if k not in ("month", "reasons")},
         month=f"{start:%Y-%m}",
-        reasons=tuple(reasons(tests)),
+        reasons=tuple(why),
         tests=tuple(t.to_dict() for t in tests),
         chunk_size=size,
         rows_written=len(metric_rows),

@@ -101,9 +101,11 @@ DRIFT_METRICS = sa.Table(
 _TABLES = (DRIFT_METRICS, DRIFT_TESTS, DRIFT_RUNS)
 
 
-def read_drift_runs(settings: Settings) -> pd.DataFrame:
-    """All rows of ``drift_runs``, oldest month first; empty (same columns) when none exist."""
-    return _read(settings, DRIFT_RUNS, (DRIFT_RUNS.c.month, *_key_order(DRIFT_RUNS)))
+def read_drift_runs(settings: Settings, analysis_commit: str | None = None) -> pd.DataFrame:
+    """The rows of ``drift_runs`` (only ``analysis_commit``'s when given), oldest month first;
+    empty (same columns) when there are none."""
+    where = [] if analysis_commit is None else [DRIFT_RUNS.c.analysis_commit == analysis_commit]
+    return _read(settings, DRIFT_RUNS, (DRIFT_RUNS.c.month, *_key_order(DRIFT_RUNS)), where)
 
 
 def read_drift_tests(settings: Settings, key: dict[str, str]) -> pd.DataFrame:
@@ -114,8 +116,7 @@ def read_drift_tests(settings: Settings, key: dict[str, str]) -> pd.DataFrame:
 
 def served_versions(settings: Settings, analysis_commit: str) -> list[str]:
     """The model versions whose drift runs of ``analysis_commit`` are stored (oldest first)."""
-    runs = read_drift_runs(settings)
-    found = runs.loc[runs.analysis_commit == analysis_commit, "model_version"].unique()
+    found = read_drift_runs(settings, analysis_commit).model_version.unique()
     return sorted((str(v) for v in found), key=lambda v: (len(v), v))
 
 

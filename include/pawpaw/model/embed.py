@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -37,11 +37,12 @@ if TYPE_CHECKING:
 
     from pawpaw.config import Settings
 
-__all__ = ["Embedder", "EmbeddingCache", "backbone_id_for", "export_onnx"]
+__all__ = ["Embedder", "EmbeddingCache", "backbone_id_for", "export_onnx", "prefetch_batches"]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "features"
 DEFAULT_OPSET = 17
+T = TypeVar("T")
 # Bytes read only to hash a key are kept for the embedding pass up to this total.
 _KEEP_FETCHED_BYTES = 256 * 2**20
 
@@ -218,16 +219,10 @@ class Embedder:
     def session(self) -> Any:
         """The ONNX Runtime session, created on first use (and after unpickling)."""
         if self._session is None:
-            import onnxruntime as ort
+            from pawpaw.model.predictor import ort_session
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Idle ORT threads sleep instead of spinning: they would otherwise steal the cores
-            # that decode the next batch (measured +30% img/s for embed_bytes on 2 shared cores).
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(
-                str(self.onnx_path), sess_options=opts, providers=list(self.providers)
+            self._session = ort_session(
+                self.onnx_path, intra_op_threads=self.threads, providers=self.providers
             )
         return self._session
 
@@ -338,7 +333,7 @@ class Embedder:
         with ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="pawpaw-decode"
         ) as pool:
-            batches = _prefetch(pool, prepare, n, bs)
+            batches = prefetch_batches(pool, prepare, n, bs)
             try:
                 for start, futures in batches:
                     x = np.stack([f.result() for f in futures])
@@ -432,11 +427,12 @@ def _constant(value: ImageInput) -> Callable[[], ImageInput]:
     return lambda: value
 
 
-def _prefetch(
-    pool: ThreadPoolExecutor, fn: Callable[[int], np.ndarray], n: int, batch_size: int
-) -> Iterator[tuple[int, list[Future[np.ndarray]]]]:
-    """Yield (start, futures) per batch while the next batch is already being prepared."""
-    pending: list[tuple[int, list[Future[np.ndarray]]]] = []
+def prefetch_batches(
+    pool: ThreadPoolExecutor, fn: Callable[[int], T], n: int, batch_size: int
+) -> Iterator[tuple[int, list[Future[T]]]]:
+    """Yield (start, futures of ``fn(i)``) per batch of ``range(n)`` while the next batch is
+    already being prepared in ``pool``; closing the generator cancels what is still queued."""
+    pending: list[tuple[int, list[Future[T]]]] = []
     starts = iter(range(0, n, batch_size))
     try:
         for start in starts:

@@ -42,6 +42,7 @@ __all__ = [
     "ProviderError",
     "default_lanes",
     "execution_providers",
+    "ort_session",
 ]
 
 CUDA = "CUDAExecutionProvider"
@@ -80,6 +81,27 @@ def execution_providers(
     return [p for p in (CUDA, CPU) if p in available]
 
 
+def ort_session(
+    onnx_path: str | Path,
+    *,
+    intra_op_threads: int,
+    providers: Sequence[str],
+    inter_op_threads: int | None = None,
+) -> Any:
+    """An ONNX Runtime session set up as every decode-overlapping caller wants it: full graph
+    optimisation, and idle ORT threads that sleep instead of spinning (spinning threads steal
+    the cores that decode the next images; measured +30 % img/s on 2 shared cores)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = intra_op_threads
+    if inter_op_threads is not None:
+        opts.inter_op_num_threads = inter_op_threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=list(providers))
+
+
 def default_lanes() -> int:
     """``PAWPAW_PREDICT_LANES`` if set, else one lane per usable core (CPU affinity)."""
     raw = os.environ.get(LANES_ENV, "").strip()
@@ -111,7 +133,6 @@ class Predictor:
         one per core; a server running one process per core sets it to 1); ``chunk``:
         images per inference call; ``intra_op_threads``: ONNX Runtime threads per call (CPU
         default 1: parallelism comes from the lanes). Defaults: see the module docstring."""
-        import onnxruntime as ort
 
         self.cfg = cfg
         self.head = head
@@ -119,14 +140,10 @@ class Predictor:
         on_gpu = CUDA in providers
         self.lanes = lanes or default_lanes()
         self.chunk = chunk or (GPU_CHUNK if on_gpu else CPU_CHUNK)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         threads = intra_op_threads if intra_op_threads is not None else (0 if on_gpu else 1)
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # Idle ORT threads sleep instead of spinning: they would steal the decoding cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+        self.session = ort_session(
+            onnx_path, intra_op_threads=threads, providers=providers, inter_op_threads=1
+        )
         self.input_name = self.session.get_inputs()[0].name
         self._lanes = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="pawpaw-lane")
 
